@@ -1,0 +1,234 @@
+//! The decision core: [`Authorizer::decide`] turns an [`AuthRequest`] into a [`Decision`].
+//!
+//! It knows nothing about wire formats: the gRPC ext_authz adapter (`crate::grpc`) and the
+//! HTTP forward-auth bridge (`crate::http::bridge`) translate to and from these types, and
+//! are the only places that do. One [`Decision`] carries both the HTTP status and the
+//! verdict kind, so the two surfaces cannot drift apart.
+//!
+//! The rules, in order (each an early return in `decide`):
+//! 1. path under `excludedURLs` → allow, without identity headers;
+//! 2. otherwise → 401 with `WWW-Authenticate: Bearer` (sessions, login and bearer tokens
+//!    plug in here).
+//!
+//! Client-sent identity headers are removed from every allowed request, so an upstream can
+//! trust them.
+//!
+//! Which failure becomes which answer:
+//!
+//! | situation                         | outcome    | HTTP (bridge) | gRPC (ext_authz)                     |
+//! |-----------------------------------|------------|---------------|--------------------------------------|
+//! | allowed                           | `Allow`    | 200           | `OK` + `ok_response`                 |
+//! | not authenticated (API request)   | `Deny`     | 401           | `UNAUTHENTICATED` + `denied_response`|
+//! | authenticated, policy says no     | `Deny`     | 403           | `PERMISSION_DENIED` + `denied_response` |
+//! | browser must log in               | `Redirect` | 302           | `UNAUTHENTICATED` + `denied_response`|
+//! | request without HTTP attributes   | `Deny`     | 400           | `INVALID_ARGUMENT` + `denied_response`|
+//! | internal failure (IdP, cache)     | `Error`    | 503           | `UNAVAILABLE` + `error_response` (the proxy's `failure_mode_allow` / `status_on_error` apply) |
+
+mod excluded;
+
+pub use excluded::ExcludedPaths;
+
+use crate::config::Config;
+use std::collections::HashMap;
+
+/// Headers that carry identity to the upstream. A client must never be able to set them:
+/// they are removed from every request authgate allows, then set from the verified identity.
+pub const IDENTITY_HEADERS: &[&str] = &[
+    "x-forwarded-user",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-user-groups",
+    "x-user-roles",
+];
+
+/// The request being authorized, independent of how it reached authgate.
+#[derive(Debug, Clone, Default)]
+pub struct AuthRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// `http` or `https` as the client used it.
+    pub scheme: String,
+    /// The `Host` (`:authority`) the client asked for.
+    pub host: String,
+    /// Path and query string, as received.
+    pub path: String,
+    /// Request headers, names in lower case.
+    pub headers: HashMap<String, String>,
+}
+
+impl AuthRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// The path without its query string.
+    pub fn path_only(&self) -> &str {
+        self.path.split(['?', '#']).next().unwrap_or("")
+    }
+}
+
+/// The kind of verdict; also the `decision` label of the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allow,
+    Deny,
+    Redirect,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::Redirect => "redirect",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// What to do with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// HTTP status for the client when not allowed (200 when allowed).
+    pub status: u16,
+    /// A short, low-cardinality reason code for logs and metrics (never a token or user).
+    pub reason: &'static str,
+    /// Allowed requests: headers set (overwriting) on the request to the upstream.
+    pub upstream_headers: Vec<(String, String)>,
+    /// Allowed requests: headers removed from the request to the upstream.
+    pub upstream_remove: Vec<String>,
+    /// Headers of the response to the client (`Location`, `Set-Cookie`, `WWW-Authenticate`).
+    pub response_headers: Vec<(String, String)>,
+    /// Body of a denial (short, safe to show).
+    pub body: String,
+}
+
+impl Decision {
+    fn allow(reason: &'static str, upstream_remove: Vec<String>) -> Self {
+        Decision {
+            outcome: Outcome::Allow,
+            status: 200,
+            reason,
+            upstream_headers: Vec::new(),
+            upstream_remove,
+            response_headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+
+    fn deny(status: u16, reason: &'static str, body: &str) -> Self {
+        Decision {
+            outcome: Outcome::Deny,
+            status,
+            reason,
+            upstream_headers: Vec::new(),
+            upstream_remove: Vec::new(),
+            response_headers: Vec::new(),
+            body: body.to_owned(),
+        }
+    }
+
+    /// 401 for a request that carries no usable credentials.
+    pub fn unauthenticated() -> Self {
+        let mut decision = Decision::deny(401, "unauthenticated", "authentication required\n");
+        decision.response_headers.push((
+            "www-authenticate".into(),
+            "Bearer realm=\"authgate\"".into(),
+        ));
+        decision
+    }
+
+    /// The answer to a Check without HTTP attributes (e.g. from a TCP ext_authz filter).
+    pub fn no_http_attributes() -> Self {
+        Decision::deny(
+            400,
+            "no_http_attributes",
+            "authgate authorizes HTTP requests only\n",
+        )
+    }
+}
+
+/// Decides on requests. Cheap to share (`Arc`) between the adapters.
+#[derive(Debug)]
+pub struct Authorizer {
+    excluded: ExcludedPaths,
+    /// Identity headers plus the configured templated ones: all removed from client requests.
+    strip_headers: Vec<String>,
+}
+
+impl Authorizer {
+    pub fn new(config: &Config) -> Self {
+        let mut strip_headers: Vec<String> =
+            IDENTITY_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+        for header in &config.headers {
+            let name = header.name.to_ascii_lowercase();
+            if !strip_headers.contains(&name) {
+                strip_headers.push(name);
+            }
+        }
+        Authorizer {
+            excluded: ExcludedPaths::new(&config.excluded_urls),
+            strip_headers,
+        }
+    }
+
+    /// The verdict for one request.
+    pub async fn decide(&self, request: &AuthRequest) -> Decision {
+        // Excluded path: allow without identity (but never with identity the client made up).
+        if self.excluded.matches(request.path_only()) {
+            return Decision::allow("excluded", self.strip_headers.clone());
+        }
+        // No credentials recognised.
+        Decision::unauthenticated()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(excluded: &[&str]) -> Config {
+        Config {
+            excluded_urls: excluded.iter().map(|s| s.to_string()).collect(),
+            ..Config::default()
+        }
+    }
+
+    fn get(path: &str) -> AuthRequest {
+        AuthRequest {
+            method: "GET".into(),
+            scheme: "https".into(),
+            host: "app".into(),
+            path: path.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn excluded_paths_are_allowed_and_identity_headers_stripped() {
+        let authorizer = Authorizer::new(&config(&["/public"]));
+        let decision = authorizer.decide(&get("/public/logo.png?v=1")).await;
+        assert_eq!(decision.outcome, Outcome::Allow);
+        assert!(
+            decision
+                .upstream_remove
+                .contains(&"x-forwarded-user".to_owned())
+        );
+        assert!(decision.upstream_headers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn other_paths_are_unauthenticated() {
+        let authorizer = Authorizer::new(&config(&["/public"]));
+        let decision = authorizer.decide(&get("/publicity")).await;
+        assert_eq!((decision.outcome, decision.status), (Outcome::Deny, 401));
+        assert!(
+            decision
+                .response_headers
+                .iter()
+                .any(|(k, v)| k == "www-authenticate" && v.starts_with("Bearer"))
+        );
+    }
+}

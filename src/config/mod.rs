@@ -1,0 +1,413 @@
+//! The configuration tree: one YAML file plus environment variables, the environment wins.
+//!
+//! Key names are the seed's (traefikoidc) camelCase names, so that a traefikoidc
+//! configuration works unchanged. Every field documents its default; every key that is
+//! accepted has an effect; an unknown key is an error. Loading ([`load`]) reports every
+//! problem at once, each with its key path; [`Config::validate`] is pure (no network).
+
+mod display;
+mod duration;
+mod env;
+mod load;
+mod secret;
+mod validate;
+
+pub use duration::Seconds;
+pub use env::{ENV_VARIABLES, EnvKind, EnvVariable};
+pub use load::{ConfigError, Problem, load, load_lenient, load_str, load_str_lenient};
+pub use secret::Secret;
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// The whole configuration. Field docs end with the default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Issuer URL of the OpenID Provider; discovery is read from
+    /// `{providerURL}/.well-known/openid-configuration`. Required.
+    #[serde(rename = "providerURL")]
+    pub provider_url: String,
+    /// OAuth 2.0 client id registered at the provider. Required.
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    /// OAuth 2.0 client secret; empty for a public client (then PKCE is required). Default: none.
+    #[serde(rename = "clientSecret")]
+    pub client_secret: Secret,
+    /// Secret of at least 32 characters from which the AES-256-GCM session key is derived
+    /// (HKDF-SHA256). Required, never defaulted.
+    #[serde(rename = "sessionEncryptionKey")]
+    pub session_encryption_key: Secret,
+    /// Earlier `sessionEncryptionKey` values still accepted for decrypting sessions, so a key
+    /// can be rotated without logging everyone out. Default: none.
+    #[serde(rename = "previousSessionEncryptionKeys")]
+    pub previous_session_encryption_keys: Vec<Secret>,
+    /// Path (or absolute URL) of the OIDC redirect URI handled by authgate. Default `/oauth2/callback`.
+    #[serde(rename = "callbackURL")]
+    pub callback_url: String,
+    /// Path (or absolute URL) that logs the user out. Default `/oauth2/logout`.
+    #[serde(rename = "logoutURL")]
+    pub logout_url: String,
+    /// Where the provider sends the browser after logout. Default `/`.
+    #[serde(rename = "postLogoutRedirectURI")]
+    pub post_logout_redirect_uri: String,
+    /// Scopes requested at login; must include `openid`. Default `[openid, profile, email]`.
+    pub scopes: Vec<String>,
+    /// Path prefixes (segment-aware) that are allowed without authentication. Default none.
+    #[serde(rename = "excludedURLs")]
+    pub excluded_urls: Vec<String>,
+    /// Users (matched case-insensitively against `userIdentifierClaim`) allowed in; empty
+    /// means no user restriction. Default none.
+    #[serde(rename = "allowedUsers")]
+    pub allowed_users: Vec<String>,
+    /// E-mail domains allowed in (case-insensitive). Default none.
+    #[serde(rename = "allowedUserDomains")]
+    pub allowed_user_domains: Vec<String>,
+    /// Roles or groups of which the user needs at least one. Default none.
+    #[serde(rename = "allowedRolesAndGroups")]
+    pub allowed_roles_and_groups: Vec<String>,
+    /// Claim (dotted path allowed, e.g. `realm_access.roles`) holding roles. Default `roles`.
+    #[serde(rename = "roleClaimName")]
+    pub role_claim_name: String,
+    /// Claim (dotted path allowed) holding groups. Default `groups`.
+    #[serde(rename = "groupClaimName")]
+    pub group_claim_name: String,
+    /// Claim that identifies the user in `X-Forwarded-User` and `allowedUsers`. Default `email`.
+    #[serde(rename = "userIdentifierClaim")]
+    pub user_identifier_claim: String,
+    /// Extra headers for the upstream, each a name and a template over the claims. Default none.
+    pub headers: Vec<HeaderTemplate>,
+    /// Prefix of the cookies authgate sets. Default `_authgate_`.
+    #[serde(rename = "cookiePrefix")]
+    pub cookie_prefix: String,
+    /// `Domain` attribute of the session cookie; empty means host-only. Default empty.
+    #[serde(rename = "cookieDomain")]
+    pub cookie_domain: String,
+    /// `Max-Age` of the session cookie in seconds; 0 makes it a browser-session cookie. Default 86400.
+    #[serde(rename = "cookieMaxAge")]
+    pub cookie_max_age: Seconds,
+    /// Absolute lifetime of a session (not sliding). Default 86400 s.
+    #[serde(rename = "sessionMaxAge")]
+    pub session_max_age: Seconds,
+    /// Build redirect URLs with `https` and mark cookies `Secure`. Default true.
+    #[serde(rename = "forceHTTPS")]
+    pub force_https: bool,
+    /// Use PKCE (S256) in the authorization code flow. Default true.
+    #[serde(rename = "enablePKCE")]
+    pub enable_pkce: bool,
+    /// Expected `aud` of bearer tokens; empty means the `clientID`. Default empty.
+    pub audience: String,
+    /// Refresh tokens this many seconds before they expire. Default 60.
+    #[serde(rename = "refreshGracePeriodSeconds")]
+    pub refresh_grace_period_seconds: u64,
+    /// Turn off `jti` replay detection for one-time tokens. Default false.
+    #[serde(rename = "disableReplayDetection")]
+    pub disable_replay_detection: bool,
+    /// `trace`, `debug`, `info`, `warn` or `error`. Default `info`.
+    #[serde(rename = "logLevel")]
+    pub log_level: LogLevel,
+    /// `text` or `json`. Default `text`.
+    #[serde(rename = "logFormat")]
+    pub log_format: LogFormat,
+    /// Listener for ext_authz Check, gRPC health and reflection. Default `0.0.0.0:9001`.
+    #[serde(rename = "grpcAddress")]
+    pub grpc_address: String,
+    /// Listener for the forward-auth bridge and back-channel logout. Default `0.0.0.0:8080`.
+    #[serde(rename = "httpAddress")]
+    pub http_address: String,
+    /// Listener for `/healthz`, `/readyz` and `/metrics`. Default `0.0.0.0:9090`.
+    #[serde(rename = "adminAddress")]
+    pub admin_address: String,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT. Default 15 s.
+    #[serde(rename = "shutdownTimeout")]
+    pub shutdown_timeout: Seconds,
+    /// The seed's Redis / cache block.
+    pub redis: RedisConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            provider_url: String::new(),
+            client_id: String::new(),
+            client_secret: Secret::default(),
+            session_encryption_key: Secret::default(),
+            previous_session_encryption_keys: Vec::new(),
+            callback_url: "/oauth2/callback".into(),
+            logout_url: "/oauth2/logout".into(),
+            post_logout_redirect_uri: "/".into(),
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            excluded_urls: Vec::new(),
+            allowed_users: Vec::new(),
+            allowed_user_domains: Vec::new(),
+            allowed_roles_and_groups: Vec::new(),
+            role_claim_name: "roles".into(),
+            group_claim_name: "groups".into(),
+            user_identifier_claim: "email".into(),
+            headers: Vec::new(),
+            cookie_prefix: "_authgate_".into(),
+            cookie_domain: String::new(),
+            cookie_max_age: Seconds::from_secs(86_400),
+            session_max_age: Seconds::from_secs(86_400),
+            force_https: true,
+            enable_pkce: true,
+            audience: String::new(),
+            refresh_grace_period_seconds: 60,
+            disable_replay_detection: false,
+            log_level: LogLevel::Info,
+            log_format: LogFormat::Text,
+            grpc_address: "0.0.0.0:9001".into(),
+            http_address: "0.0.0.0:8080".into(),
+            admin_address: "0.0.0.0:9090".into(),
+            shutdown_timeout: Seconds::from_secs(15),
+            redis: RedisConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The cache mode in effect: `memory` whenever Redis is not enabled (the seed's
+    /// rollback: `REDIS_ENABLED=false` falls back to memory whatever `cacheMode` says),
+    /// otherwise `cacheMode`, which defaults to `hybrid` once Redis is enabled.
+    pub fn effective_cache_mode(&self) -> CacheMode {
+        if !self.redis.enabled {
+            return CacheMode::Memory;
+        }
+        self.redis.cache_mode.unwrap_or(CacheMode::Hybrid)
+    }
+
+    /// The listener addresses, parsed. Valid after [`Config::validate`] passed.
+    pub fn listen_addresses(&self) -> Result<ListenAddresses, std::net::AddrParseError> {
+        Ok(ListenAddresses {
+            grpc: self.grpc_address.parse()?,
+            http: self.http_address.parse()?,
+            admin: self.admin_address.parse()?,
+        })
+    }
+
+    /// The `aud` expected in bearer tokens.
+    pub fn expected_audience(&self) -> &str {
+        if self.audience.is_empty() {
+            &self.client_id
+        } else {
+            &self.audience
+        }
+    }
+}
+
+/// The three listener addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddresses {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// A header sent to the upstream on every allowed request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderTemplate {
+    /// Header name, e.g. `X-User-Email`.
+    pub name: String,
+    /// Template, e.g. `{{.Claims.email}}` (the seed's Go-template syntax).
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where state lives: the seed's three cache modes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// In-process only; for a single instance.
+    Memory,
+    /// Every operation goes to Redis; shared by all replicas.
+    Redis,
+    /// A local L1 in front of Redis, invalidated across replicas.
+    Hybrid,
+}
+
+impl CacheMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheMode::Memory => "memory",
+            CacheMode::Redis => "redis",
+            CacheMode::Hybrid => "hybrid",
+        }
+    }
+}
+
+/// The seed's `redis` block, plus ACL `username` and Sentinel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Use Redis at all; when false the cache is memory-only whatever `cacheMode` says. Default false.
+    pub enabled: bool,
+    /// `host:port`; in cluster mode a comma-separated list of seed nodes. Default `localhost:6379`.
+    pub address: String,
+    /// ACL user name (Redis 6+); empty means the `default` user. Default empty.
+    pub username: String,
+    /// Password (`AUTH`). Default empty.
+    pub password: Secret,
+    /// Database number; must be 0 in cluster mode. Default 0.
+    pub db: u32,
+    /// Prefix of every key authgate writes, and of its pub/sub channel. Default `authgate`.
+    #[serde(rename = "keyPrefix")]
+    pub key_prefix: String,
+    /// `memory`, `redis` or `hybrid`. Default: `hybrid` when `enabled`, else `memory`.
+    #[serde(rename = "cacheMode")]
+    pub cache_mode: Option<CacheMode>,
+    /// Retries of an idempotent command after a connection error. Default 3.
+    #[serde(rename = "maxRetries")]
+    pub max_retries: u32,
+    /// Most connections kept open to Redis. Default 10.
+    #[serde(rename = "poolSize")]
+    pub pool_size: u32,
+    /// Connections kept open even when idle. Default 5.
+    #[serde(rename = "minIdleConns")]
+    pub min_idle_conns: u32,
+    /// A connection older than this is replaced; 0 disables. Default 3600 s.
+    #[serde(rename = "maxConnAge")]
+    pub max_conn_age: Seconds,
+    /// Longest wait for a connection from the pool. Default 4 s.
+    #[serde(rename = "poolTimeout")]
+    pub pool_timeout: Seconds,
+    /// An idle connection beyond `minIdleConns` is closed after this; 0 disables. Default 900 s.
+    #[serde(rename = "idleTimeout")]
+    pub idle_timeout: Seconds,
+    /// TCP (and TLS) connect timeout. Default 5 s.
+    #[serde(rename = "dialTimeout")]
+    pub dial_timeout: Seconds,
+    /// Longest wait for a reply. Default 3 s.
+    #[serde(rename = "readTimeout")]
+    pub read_timeout: Seconds,
+    /// Longest wait for a command to be written. Default 3 s.
+    #[serde(rename = "writeTimeout")]
+    pub write_timeout: Seconds,
+    /// Consecutive failures that open the circuit breaker. Default 5.
+    #[serde(rename = "circuitBreakerThreshold")]
+    pub circuit_breaker_threshold: u32,
+    /// How long the breaker stays open before a trial request (half-open). Default 60 s.
+    #[serde(rename = "circuitBreakerTimeout")]
+    pub circuit_breaker_timeout: Seconds,
+    /// TLS to Redis.
+    pub tls: RedisTlsConfig,
+    /// Talk to a Redis Cluster. Default false.
+    #[serde(rename = "clusterMode")]
+    pub cluster_mode: bool,
+    /// Most MOVED/ASK redirects followed for one command in cluster mode. Default 3.
+    #[serde(rename = "maxRedirects")]
+    pub max_redirects: u32,
+    /// Cluster mode: send reads to replicas. Default false.
+    #[serde(rename = "readOnly")]
+    pub read_only: bool,
+    /// Cluster mode: send reads to the node with the lowest latency. Default false.
+    #[serde(rename = "routeByLatency")]
+    pub route_by_latency: bool,
+    /// Cluster mode: send reads to a random node of the slot. Default false.
+    #[serde(rename = "routeRandomly")]
+    pub route_randomly: bool,
+    /// Redis Sentinel; when `masterName` is set, `address` is ignored and the master is
+    /// discovered (and followed across failovers) through the sentinels.
+    pub sentinel: SentinelConfig,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            address: "localhost:6379".into(),
+            username: String::new(),
+            password: Secret::default(),
+            db: 0,
+            key_prefix: "authgate".into(),
+            cache_mode: None,
+            max_retries: 3,
+            pool_size: 10,
+            min_idle_conns: 5,
+            max_conn_age: Seconds::from_secs(3600),
+            pool_timeout: Seconds::from_secs(4),
+            idle_timeout: Seconds::from_secs(900),
+            dial_timeout: Seconds::from_secs(5),
+            read_timeout: Seconds::from_secs(3),
+            write_timeout: Seconds::from_secs(3),
+            circuit_breaker_threshold: 5,
+            circuit_breaker_timeout: Seconds::from_secs(60),
+            tls: RedisTlsConfig::default(),
+            cluster_mode: false,
+            max_redirects: 3,
+            read_only: false,
+            route_by_latency: false,
+            route_randomly: false,
+            sentinel: SentinelConfig::default(),
+        }
+    }
+}
+
+/// The seed's `redis.tls` block.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisTlsConfig {
+    /// Connect with TLS (`rediss://`). Default false.
+    pub enabled: bool,
+    /// Client certificate (PEM) for mutual TLS; needs `keyFile`. Default none.
+    #[serde(rename = "certFile")]
+    pub cert_file: String,
+    /// Client private key (PEM); needs `certFile`. Default none.
+    #[serde(rename = "keyFile")]
+    pub key_file: String,
+    /// CA bundle (PEM) that signs the server certificate; empty means the system roots. Default none.
+    #[serde(rename = "caFile")]
+    pub ca_file: String,
+    /// Accept any server certificate. For tests only. Default false.
+    #[serde(rename = "insecureSkipVerify")]
+    pub insecure_skip_verify: bool,
+}
+
+/// Redis Sentinel discovery (new; the seed has none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SentinelConfig {
+    /// Name of the monitored master; empty disables Sentinel. Default empty.
+    #[serde(rename = "masterName")]
+    pub master_name: String,
+    /// Sentinel `host:port` list. Default none.
+    pub addresses: Vec<String>,
+    /// ACL user for the sentinels. Default empty.
+    pub username: String,
+    /// Password of the sentinels (often different from the data nodes'). Default empty.
+    pub password: Secret,
+}
+
+impl SentinelConfig {
+    pub fn enabled(&self) -> bool {
+        !self.master_name.is_empty()
+    }
+}

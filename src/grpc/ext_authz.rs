@@ -1,0 +1,216 @@
+//! Adapter between Envoy's ext_authz v3 messages and the decision core. The only place
+//! that knows the protobuf shapes; see `crate::authz` for the outcome → status table.
+
+use crate::authz::{AuthRequest, Authorizer, Decision, Outcome};
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::google::rpc;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tonic::{Code, Request, Response, Status};
+
+/// The `envoy.service.auth.v3.Authorization` service.
+#[derive(Debug, Clone)]
+pub struct ExtAuthz {
+    authorizer: Arc<Authorizer>,
+}
+
+impl ExtAuthz {
+    pub fn new(authorizer: Arc<Authorizer>) -> Self {
+        ExtAuthz { authorizer }
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthz {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let decision = match auth_request(request.get_ref()) {
+            Some(auth_request) => self.authorizer.decide(&auth_request).await,
+            None => Decision::no_http_attributes(),
+        };
+        tracing::debug!(
+            decision = decision.outcome.as_str(),
+            reason = decision.reason,
+            transport = "grpc",
+            "check"
+        );
+        Ok(Response::new(check_response(decision)))
+    }
+}
+
+/// The HTTP request inside a Check, or `None` when there is none (TCP ext_authz filter).
+pub fn auth_request(check: &CheckRequest) -> Option<AuthRequest> {
+    let http = check.attributes.as_ref()?.request.as_ref()?.http.as_ref()?;
+    let mut headers: HashMap<String, String> = http
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    // Envoy sends `header_map` instead of `headers` when `encode_raw_headers` is on.
+    if let Some(map) = &http.header_map {
+        for header in &map.headers {
+            let value = if header.raw_value.is_empty() {
+                header.value.clone()
+            } else {
+                String::from_utf8_lossy(&header.raw_value).into_owned()
+            };
+            headers
+                .entry(header.key.to_ascii_lowercase())
+                .and_modify(|existing| {
+                    existing.push(',');
+                    existing.push_str(&value);
+                })
+                .or_insert(value);
+        }
+    }
+    let host = if http.host.is_empty() {
+        headers.get(":authority").cloned().unwrap_or_default()
+    } else {
+        http.host.clone()
+    };
+    // The query string is part of `path`; `query` is documented but left empty by Envoy.
+    let path = if http.query.is_empty() || http.path.contains('?') {
+        http.path.clone()
+    } else {
+        format!("{}?{}", http.path, http.query)
+    };
+    Some(AuthRequest {
+        method: http.method.clone(),
+        scheme: http.scheme.clone(),
+        host,
+        path,
+        headers,
+    })
+}
+
+/// The ext_authz answer for a decision.
+pub fn check_response(decision: Decision) -> CheckResponse {
+    let code = match (decision.outcome, decision.status) {
+        (Outcome::Allow, _) => Code::Ok,
+        (Outcome::Error, _) => Code::Unavailable,
+        (_, 400) => Code::InvalidArgument,
+        (_, 403) => Code::PermissionDenied,
+        _ => Code::Unauthenticated,
+    };
+    let status = Some(rpc::Status {
+        code: code as i32,
+        message: decision.reason.to_owned(),
+        details: Vec::new(),
+    });
+    let http_response = match decision.outcome {
+        Outcome::Allow => HttpResponse::OkResponse(OkHttpResponse {
+            headers: decision
+                .upstream_headers
+                .into_iter()
+                .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
+                .collect(),
+            headers_to_remove: decision.upstream_remove,
+            ..Default::default()
+        }),
+        Outcome::Deny | Outcome::Redirect => HttpResponse::DeniedResponse(denied(decision, true)),
+        // No status: the proxy's `status_on_error` decides what the client sees.
+        Outcome::Error => HttpResponse::ErrorResponse(denied(decision, false)),
+    };
+    CheckResponse {
+        status,
+        http_response: Some(http_response),
+        dynamic_metadata: None,
+    }
+}
+
+fn denied(decision: Decision, with_status: bool) -> DeniedHttpResponse {
+    DeniedHttpResponse {
+        status: with_status.then_some(HttpStatus {
+            code: i32::from(decision.status),
+        }),
+        // `append` unset (append_action default): Envoy 1.40 drops `append: true` headers the
+        // request does not carry, several Set-Cookie headers included.
+        headers: decision
+            .response_headers
+            .into_iter()
+            .map(|(k, v)| header(k, v, HeaderAppendAction::AppendIfExistsOrAdd))
+            .collect(),
+        body: decision.body,
+    }
+}
+
+#[allow(deprecated)] // `append` is the deprecated twin of `append_action`; we leave it unset.
+fn header(key: String, value: String, action: HeaderAppendAction) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key,
+            value,
+            raw_value: Vec::new(),
+        }),
+        append: None,
+        append_action: action as i32,
+        keep_empty_value: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};
+
+    fn check(path: &str, query: &str) -> CheckRequest {
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(attribute_context::Request {
+                    time: None,
+                    http: Some(attribute_context::HttpRequest {
+                        method: "GET".into(),
+                        path: path.into(),
+                        query: query.into(),
+                        host: "app.example".into(),
+                        scheme: "https".into(),
+                        headers: [("Accept".to_owned(), "text/html".to_owned())].into(),
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn translates_the_http_attributes() {
+        let request = auth_request(&check("/a?b=1", "")).unwrap();
+        assert_eq!(
+            (
+                request.method.as_str(),
+                request.host.as_str(),
+                request.path.as_str()
+            ),
+            ("GET", "app.example", "/a?b=1")
+        );
+        assert_eq!(request.header("accept"), Some("text/html"));
+        assert_eq!(auth_request(&check("/a", "b=1")).unwrap().path, "/a?b=1");
+    }
+
+    #[test]
+    fn a_check_without_http_attributes_has_no_request() {
+        assert!(auth_request(&CheckRequest::default()).is_none());
+    }
+
+    #[test]
+    fn denials_carry_status_and_headers() {
+        let response = check_response(Decision::unauthenticated());
+        assert_eq!(response.status.unwrap().code, Code::Unauthenticated as i32);
+        let Some(HttpResponse::DeniedResponse(denied)) = response.http_response else {
+            panic!("denied response expected")
+        };
+        assert_eq!(denied.status.unwrap().code, 401);
+        assert!(
+            denied
+                .headers
+                .iter()
+                .any(|h| h.header.as_ref().unwrap().key == "www-authenticate")
+        );
+    }
+}

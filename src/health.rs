@@ -1,0 +1,166 @@
+//! Health as the admin listener reports it: `/healthz` (liveness plus the seed's JSON),
+//! `/readyz`, and the draining flag that gRPC health mirrors during shutdown.
+
+use crate::config::CacheMode;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Shared, cheap to read on every probe.
+#[derive(Debug)]
+pub struct HealthState {
+    cache_mode: CacheMode,
+    draining: AtomicBool,
+}
+
+/// The `/healthz` body, in the seed's shape.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HealthReport {
+    /// `healthy`, or `draining` once shutdown began.
+    pub status: &'static str,
+    pub cache: CacheReport,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CacheReport {
+    pub mode: &'static str,
+    /// Present when Redis is part of the mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisReport>,
+    pub memory: MemoryReport,
+    /// Present when Redis (and so the breaker) is part of the mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<BreakerReport>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RedisReport {
+    pub connected: bool,
+    pub latency: String,
+    pub pool: PoolReport,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PoolReport {
+    pub active: u64,
+    pub idle: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MemoryReport {
+    pub entries: u64,
+    pub size: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BreakerReport {
+    pub state: &'static str,
+    pub failures: u64,
+}
+
+/// The `/readyz` body.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReadinessReport {
+    pub ready: bool,
+    /// Why not, when not ready.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+impl HealthState {
+    pub fn new(cache_mode: CacheMode) -> Self {
+        HealthState {
+            cache_mode,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the server as shutting down: readiness fails from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn report(&self) -> HealthReport {
+        HealthReport {
+            status: if self.is_draining() {
+                "draining"
+            } else {
+                "healthy"
+            },
+            cache: CacheReport {
+                mode: self.cache_mode.as_str(),
+                redis: None,
+                memory: MemoryReport {
+                    entries: 0,
+                    size: format_bytes(0),
+                },
+                circuit_breaker: None,
+            },
+        }
+    }
+
+    pub fn readiness(&self) -> ReadinessReport {
+        let mut reasons = Vec::new();
+        if self.is_draining() {
+            reasons.push("shutting down".to_owned());
+        }
+        ReadinessReport {
+            ready: reasons.is_empty(),
+            reasons,
+        }
+    }
+}
+
+/// Bytes as the seed writes them: `512B`, `1.5KB`, `50MB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value >= 10.0 || value.fract() < 0.05 {
+        format!("{:.0}{}", value, UNITS[unit])
+    } else {
+        format!("{:.1}{}", value, UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_like_the_seed() {
+        assert_eq!(format_bytes(0), "0B");
+        assert_eq!(format_bytes(1536), "1.5KB");
+        assert_eq!(format_bytes(50 * 1024 * 1024), "50MB");
+    }
+
+    #[test]
+    fn draining_fails_readiness() {
+        let health = HealthState::new(CacheMode::Memory);
+        assert!(health.readiness().ready);
+        health.start_draining();
+        let readiness = health.readiness();
+        assert!(!readiness.ready);
+        assert_eq!(health.report().status, "draining");
+    }
+
+    #[test]
+    fn memory_mode_report_has_the_seeds_shape() {
+        let json = serde_json::to_value(HealthState::new(CacheMode::Memory).report()).unwrap();
+        assert_eq!(json["status"], "healthy");
+        assert_eq!(json["cache"]["mode"], "memory");
+        assert_eq!(json["cache"]["memory"]["entries"], 0);
+        assert!(json["cache"].get("redis").is_none());
+    }
+}

@@ -1,0 +1,25 @@
+//! # authgate
+//!
+//! An OpenID Connect authentication server that Envoy (ext_authz gRPC), Istio and
+//! forward-auth proxies (Traefik, Caddy, nginx) call before every request.
+//!
+//! # Layout
+//!
+//! - [`config`]: the configuration tree (YAML file + environment), defaults, validation.
+//! - [`authz`]: the decision core, `Authorizer::decide(&AuthRequest) -> Decision`; no wire formats.
+//! - [`grpc`]: adapter from Envoy ext_authz `Check` to the core; gRPC health and reflection.
+//! - [`http`]: adapter from HTTP forward-auth to the core (`http::bridge`); admin endpoints
+//!   `/healthz`, `/readyz`, `/metrics` (`http::admin`).
+//! - [`health`]: the health and readiness state the admin endpoints and gRPC health report.
+//! - [`telemetry`]: logging setup.
+//! - [`server`]: binds the listeners, runs them, drains on shutdown.
+//!
+//! The binary (`src/main.rs`) is the command line: `serve`, `check-config`.
+
+pub mod authz;
+pub mod config;
+pub mod grpc;
+pub mod health;
+pub mod http;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,202 @@
+//! Wires the listeners together and runs them until shutdown.
+//!
+//! Shutdown (SIGTERM/SIGINT, or the future given to [`Server::run`]): readiness fails and
+//! gRPC health turns NOT_SERVING at once, the listeners stop accepting, in-flight Checks
+//! finish (at most `shutdownTimeout`), then `run` returns.
+
+use crate::authz::Authorizer;
+use crate::config::{Config, ListenAddresses};
+use crate::health::HealthState;
+use crate::{grpc, http};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {what} address {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid listener address: {0}")]
+    Address(#[from] std::net::AddrParseError),
+    #[error("{what} listener failed: {message}")]
+    Listener { what: &'static str, message: String },
+}
+
+/// A server whose listeners are bound (so their ports are known) but not yet serving.
+pub struct Server {
+    config: Config,
+    grpc: TcpListener,
+    http: TcpListener,
+    admin: TcpListener,
+}
+
+impl Server {
+    /// Binds the three listeners of `config`.
+    pub async fn bind(config: Config) -> Result<Self, ServeError> {
+        let addrs = config.listen_addresses()?;
+        let bind = |what: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { what, addr, source })
+        };
+        Ok(Server {
+            grpc: bind("grpc", addrs.grpc).await?,
+            http: bind("http", addrs.http).await?,
+            admin: bind("admin", addrs.admin).await?,
+            config,
+        })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addresses(&self) -> ListenAddresses {
+        let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
+        ListenAddresses {
+            grpc: addr(&self.grpc),
+            http: addr(&self.http),
+            admin: addr(&self.admin),
+        }
+    }
+
+    /// Serves until `shutdown` resolves, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let addrs = self.local_addresses();
+        let config = self.config;
+        let authorizer = Arc::new(Authorizer::new(&config));
+        let health = Arc::new(HealthState::new(config.effective_cache_mode()));
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let stop = CancellationToken::new();
+
+        let grpc_task = tokio::spawn(grpc::serve(
+            self.grpc,
+            authorizer.clone(),
+            health_reporter.clone(),
+            health_service,
+            stop.clone().cancelled_owned(),
+        ));
+        let http_task = tokio::spawn(
+            axum::serve(self.http, http::bridge::router(authorizer.clone()))
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        let admin_task = tokio::spawn(
+            axum::serve(self.admin, http::admin::router(health.clone()))
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        tracing::info!(
+            grpc = %addrs.grpc, http = %addrs.http, admin = %addrs.admin,
+            cache_mode = config.effective_cache_mode().as_str(),
+            version = env!("CARGO_PKG_VERSION"),
+            "authgate started"
+        );
+
+        // Any listener dying on its own is fatal; otherwise wait for the shutdown request.
+        let mut tasks = Tasks {
+            grpc: grpc_task,
+            http: http_task,
+            admin: admin_task,
+        };
+        let early_exit = tokio::select! {
+            () = shutdown => None,
+            failure = tasks.first_failure() => Some(failure),
+        };
+        if let Some(failure) = early_exit {
+            stop.cancel();
+            return Err(failure);
+        }
+
+        tracing::info!("shutdown requested: draining");
+        health.start_draining();
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        health_reporter
+            .set_service_status(
+                grpc::AUTHORIZATION_SERVICE,
+                tonic_health::ServingStatus::NotServing,
+            )
+            .await;
+        stop.cancel();
+        let timeout = config.shutdown_timeout.get();
+        match tokio::time::timeout(timeout, tasks.join_all()).await {
+            Ok(result) => result?,
+            Err(_) => {
+                tracing::warn!(timeout = ?timeout, "in-flight requests did not finish within shutdownTimeout")
+            }
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+type TaskResult<E> = tokio::task::JoinHandle<Result<(), E>>;
+
+struct Tasks {
+    grpc: TaskResult<tonic::transport::Error>,
+    http: TaskResult<std::io::Error>,
+    admin: TaskResult<std::io::Error>,
+}
+
+fn listener_error(
+    what: &'static str,
+    result: Result<Result<(), impl std::fmt::Display>, tokio::task::JoinError>,
+) -> Result<(), ServeError> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServeError::Listener {
+            what,
+            message: e.to_string(),
+        }),
+        Err(e) => Err(ServeError::Listener {
+            what,
+            message: e.to_string(),
+        }),
+    }
+}
+
+impl Tasks {
+    /// Resolves when a listener stops before shutdown was asked for.
+    async fn first_failure(&mut self) -> ServeError {
+        let (what, result) = tokio::select! {
+            r = &mut self.grpc => ("grpc", listener_error("grpc", r)),
+            r = &mut self.http => ("http", listener_error("http", r)),
+            r = &mut self.admin => ("admin", listener_error("admin", r)),
+        };
+        result.err().unwrap_or(ServeError::Listener {
+            what,
+            message: "stopped unexpectedly".into(),
+        })
+    }
+
+    async fn join_all(self) -> Result<(), ServeError> {
+        let (grpc, http, admin) = tokio::join!(self.grpc, self.http, self.admin);
+        listener_error("grpc", grpc)?;
+        listener_error("http", http)?;
+        listener_error("admin", admin)
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+}
