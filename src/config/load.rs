@@ -256,14 +256,17 @@ fn deserialize_collecting(mut tree: Value, problems: &mut Vec<Problem>) -> Confi
         }
         let mut message = error.inner().to_string();
         if let Some(field) = unknown_field(&message).map(str::to_owned) {
-            if !display.is_empty() {
-                display.push('.');
+            // The path usually ends at the unknown key already; make sure it does.
+            if !display.ends_with(&field) {
+                if !display.is_empty() {
+                    display.push('.');
+                }
+                display.push_str(&field);
+                if !inside_list {
+                    removal.push(field.clone());
+                }
             }
-            display.push_str(&field);
-            if !inside_list {
-                removal.push(field);
-            }
-            message = unknown_key_message(&message);
+            message = unknown_key_message(&field, &message);
         }
         if display.is_empty() {
             display.push('.');
@@ -281,11 +284,41 @@ fn unknown_field(message: &str) -> Option<&str> {
     message.strip_prefix("unknown field `")?.split('`').next()
 }
 
-fn unknown_key_message(serde_message: &str) -> String {
-    match serde_message.split_once(", expected ") {
-        Some((_, expected)) => format!("unknown key (expected {expected})"),
-        None => "unknown key".to_owned(),
+/// "unknown key", with the closest known key as a suggestion, or the list of known keys.
+fn unknown_key_message(field: &str, serde_message: &str) -> String {
+    let known: Vec<&str> = serde_message
+        .split_once(", expected ")
+        .map(|(_, expected)| expected.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    let closest = known
+        .iter()
+        .map(|k| {
+            (
+                edit_distance(&field.to_ascii_lowercase(), &k.to_ascii_lowercase()),
+                *k,
+            )
+        })
+        .min()
+        .filter(|(distance, _)| *distance <= 3);
+    match closest {
+        Some((_, suggestion)) => format!("unknown key; did you mean `{suggestion}`?"),
+        None if known.is_empty() => "unknown key".to_owned(),
+        None => format!("unknown key (known keys here: {})", known.join(", ")),
     }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 fn remove_path(tree: &mut Value, segments: &[String]) -> bool {

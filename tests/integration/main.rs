@@ -1,0 +1,14 @@
+//! Integration tests: the configuration loader and CLI, and the running server reached
+//! through its real clients (Envoy, grpcurl, plain HTTP). One test binary, many modules,
+//! so the crate links once.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod admin;
+mod bridge;
+mod config_cli;
+mod config_files;
+mod envoy_ext_authz;
+mod grpcurl;
+mod lifecycle;

@@ -1,0 +1,494 @@
+//! Test helpers: real processes on free loopback ports, stopped when dropped.
+//!
+//! - [`Authgate`]: the `authgate` binary under test, with a generated configuration.
+//! - [`Envoy`]: a real Envoy whose `ext_authz` filter calls an authgate, in front of an upstream.
+//! - [`EchoUpstream`]: an HTTP upstream (in the test process) answering with the headers it got.
+//! - [`RedisServer`]: a real `redis-server`.
+//! - [`tool`]: paths of the tools `scripts/install-test-deps.sh` installs.
+#![allow(dead_code)] // each test module uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any helper waits for a process to become ready before failing the test.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool installed by `scripts/install-test-deps.sh` into `.tools/bin`, or on `PATH`.
+pub fn tool(name: &str) -> PathBuf {
+    let local = repo_root().join(".tools/bin").join(name);
+    if local.exists() {
+        return local;
+    }
+    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    }) {
+        return found;
+    }
+    panic!(
+        "{name} is not installed: run scripts/install-test-deps.sh (the README's test command does)"
+    );
+}
+
+/// Random hex from the kernel, for secrets that must differ per test.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("read /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Polls `ready` until it returns true; fails the test after [`READY_TIMEOUT`].
+pub async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !ready().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready within {READY_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Sends SIGTERM to a child we started (by its PID).
+pub fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {} failed", child.id());
+}
+
+/// Waits for a child to exit, failing the test after `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll child") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {} did not exit within {timeout:?}",
+            child.id()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `authgate` binary under test.
+pub struct Authgate {
+    child: Child,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// Builds an authgate configuration: required keys filled in, free ports, extra YAML on top.
+pub struct AuthgateBuilder {
+    keys: BTreeMap<String, String>,
+    extra: String,
+    env: Vec<(String, String)>,
+}
+
+impl Authgate {
+    pub fn builder() -> AuthgateBuilder {
+        let mut keys = BTreeMap::new();
+        keys.insert("providerURL".into(), "http://127.0.0.1:9/".into());
+        keys.insert("clientID".into(), "authgate-test".into());
+        keys.insert("clientSecret".into(), random_hex(16));
+        keys.insert("sessionEncryptionKey".into(), random_hex(32));
+        keys.insert("forceHTTPS".into(), "false".into());
+        keys.insert("logLevel".into(), "debug".into());
+        keys.insert("shutdownTimeout".into(), "5".into());
+        AuthgateBuilder {
+            keys,
+            extra: String::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn base_url(&self, addr: SocketAddr) -> String {
+        format!("http://{addr}")
+    }
+
+    /// What the process has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        terminate(&self.child);
+        wait_exit(&mut self.child, Duration::from_secs(20))
+    }
+}
+
+impl AuthgateBuilder {
+    /// Sets a top-level key (value in YAML syntax).
+    pub fn key(mut self, key: &str, yaml_value: &str) -> Self {
+        self.keys.insert(key.into(), yaml_value.into());
+        self
+    }
+
+    /// Appends raw YAML (for nested blocks such as `redis:`).
+    pub fn yaml(mut self, yaml: &str) -> Self {
+        self.extra.push_str(yaml);
+        self.extra.push('\n');
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Starts the process and waits until `/healthz` answers.
+    pub async fn start(self) -> Authgate {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (grpc, http, admin) = (free_port(), free_port(), free_port());
+        let mut yaml = format!(
+            "grpcAddress: 127.0.0.1:{grpc}\nhttpAddress: 127.0.0.1:{http}\nadminAddress: 127.0.0.1:{admin}\n"
+        );
+        for (key, value) in &self.keys {
+            yaml.push_str(&format!("{key}: {value}\n"));
+        }
+        yaml.push_str(&self.extra);
+        let config = dir.path().join("authgate.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let log = dir.path().join("authgate.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn authgate");
+        let mut authgate = Authgate {
+            child,
+            grpc: ([127, 0, 0, 1], grpc).into(),
+            http: ([127, 0, 0, 1], http).into(),
+            admin: ([127, 0, 0, 1], admin).into(),
+            log,
+            dir,
+        };
+        let client = reqwest::Client::new();
+        let healthz = format!("http://{}/healthz", authgate.admin);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = authgate.child.try_wait().unwrap() {
+                panic!(
+                    "authgate exited during start-up ({status}):\n{}",
+                    authgate.logs()
+                );
+            }
+            if client
+                .get(&healthz)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "authgate not ready:\n{}",
+                authgate.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        authgate
+    }
+}
+
+impl Drop for Authgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Envoy with the gRPC `ext_authz` filter in front of an upstream.
+pub struct Envoy {
+    child: Child,
+    /// The HTTP listener clients send requests to.
+    pub listener: SocketAddr,
+    pub admin: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    /// Starts Envoy routing everything to `upstream`, asking `authgate_grpc` via ext_authz.
+    pub async fn start(authgate_grpc: SocketAddr, upstream: SocketAddr) -> Envoy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (listener, admin) = (free_port(), free_port());
+        let config = format!(
+            r#"
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              transport_api_version: V3
+              failure_mode_allow: false
+              status_on_error: {{ code: 503 }}
+              grpc_service:
+                envoy_grpc: {{ cluster_name: authgate }}
+                timeout: 2s
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: authgate
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: authgate
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: {ag_ip}, port_value: {ag_port} }} }} }}
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: {up_ip}, port_value: {up_port} }} }} }}
+"#,
+            ag_ip = authgate_grpc.ip(),
+            ag_port = authgate_grpc.port(),
+            up_ip = upstream.ip(),
+            up_port = upstream.port(),
+        );
+        let config_path = dir.path().join("envoy.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.path().join("envoy.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(tool("envoy"))
+            .arg("-c")
+            .arg(&config_path)
+            .args([
+                "--disable-hot-restart",
+                "--log-level",
+                "warn",
+                "--concurrency",
+                "1",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn envoy");
+        let ready_url = format!("http://127.0.0.1:{admin}/ready");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "envoy exited during start-up ({status}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            if let Ok(response) = client.get(&ready_url).send().await
+                && response
+                    .text()
+                    .await
+                    .is_ok_and(|body| body.trim() == "LIVE")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "envoy not ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Envoy {
+            child,
+            listener: ([127, 0, 0, 1], listener).into(),
+            admin: ([127, 0, 0, 1], admin).into(),
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listener)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An upstream that answers every request with `200` and a JSON object of the request
+/// headers it received (lower-case names), so tests can see what reached it.
+pub struct EchoUpstream {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EchoUpstream {
+    pub async fn start() -> EchoUpstream {
+        use axum::http::HeaderMap;
+        async fn echo(uri: axum::http::Uri, headers: HeaderMap) -> axum::Json<serde_json::Value> {
+            let mut map = serde_json::Map::new();
+            for (name, value) in &headers {
+                map.insert(
+                    name.as_str().to_owned(),
+                    value.to_str().unwrap_or("<binary>").into(),
+                );
+            }
+            axum::Json(serde_json::json!({ "path": uri.to_string(), "headers": map }))
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(echo);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        EchoUpstream { addr, task }
+    }
+}
+
+impl Drop for EchoUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A real `redis-server` on a free port, without persistence.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts with extra command-line arguments (e.g. `["--requirepass", "x"]`).
+    pub fn start_with(args: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Command::new(tool("redis-server"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let server = RedisServer {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !server.ping() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on {port} not ready"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Sends an inline `PING` and expects `+PONG` (or `-NOAUTH`, which also means it is up).
+    pub fn ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        if stream.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut reply = [0u8; 7];
+        stream
+            .read(&mut reply)
+            .is_ok_and(|n| reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH"))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
