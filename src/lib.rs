@@ -17,6 +17,7 @@
 //! The binary (`src/main.rs`) is the command line: `serve`, `check-config`.
 
 pub mod authz;
+pub mod cache;
 pub mod config;
 pub mod grpc;
 pub mod health;

@@ -1,0 +1,407 @@
+//! The circuit breaker around Redis, and the store decorator that uses it.
+//!
+//! ```text
+//!            failures >= threshold              timeout elapsed
+//!   Closed ─────────────────────────▶ Open ─────────────────────▶ HalfOpen
+//!     ▲                                ▲                            │  │
+//!     │            trial fails         └────────────────────────────┘  │
+//!     └────────────────────────────────────────────────────────────────┘
+//!                              trial succeeds
+//! ```
+//!
+//! Only failures that say something about Redis's health count
+//! ([`CacheError::counts_as_failure`]): a timeout does, a missing key or a rejected
+//! command does not. While the breaker is not closed, [`BreakerStore`] serves every
+//! operation from its memory fallback without trying Redis, except for the single trial
+//! request of the half-open state. A background probe also sends that trial when there is
+//! no traffic, so the breaker closes by itself once Redis is back.
+
+use super::memory::MemoryStore;
+use super::{CacheError, Store, Tier};
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The three states of the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Normal operation: every request goes to Redis; consecutive failures are counted.
+    Closed,
+    /// Redis is considered down: nothing is sent to it until the timeout has passed.
+    Open,
+    /// The timeout has passed: one trial request goes to Redis, the rest wait it out.
+    HalfOpen,
+}
+
+impl CircuitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half-open",
+        }
+    }
+
+    /// The value of the `authgate_circuit_breaker_state` gauge.
+    pub fn gauge_value(self) -> i64 {
+        match self {
+            CircuitState::Closed => 0,
+            CircuitState::Open => 1,
+            CircuitState::HalfOpen => 2,
+        }
+    }
+}
+
+/// Called on every state change, with the old and the new state.
+pub type TransitionHook = Arc<dyn Fn(CircuitState, CircuitState) + Send + Sync>;
+
+struct Inner {
+    state: CircuitState,
+    consecutive_failures: u32,
+    opened_at: Instant,
+    trial_in_flight: bool,
+    transitions: u64,
+}
+
+/// The state machine. Time comes from `tokio::time`, so tests can pause it.
+pub struct CircuitBreaker {
+    threshold: u32,
+    timeout: Duration,
+    inner: Mutex<Inner>,
+    on_transition: Mutex<Vec<TransitionHook>>,
+}
+
+/// Whether a request may go to Redis, and if so whether it is the half-open trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    Allowed,
+    Trial,
+    Rejected,
+}
+
+impl CircuitBreaker {
+    pub fn new(threshold: u32, timeout: Duration) -> Self {
+        CircuitBreaker {
+            threshold: threshold.max(1),
+            timeout,
+            inner: Mutex::new(Inner {
+                state: CircuitState::Closed,
+                consecutive_failures: 0,
+                opened_at: Instant::now(),
+                trial_in_flight: false,
+                transitions: 0,
+            }),
+            on_transition: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Registers a hook called (outside the lock) on every state change.
+    pub fn on_transition(&self, hook: TransitionHook) {
+        self.on_transition.lock().expect("breaker hooks lock").push(hook);
+    }
+
+    pub fn state(&self) -> CircuitState {
+        self.inner.lock().expect("breaker lock").state
+    }
+
+    /// Consecutive failures counted so far (reset by a success).
+    pub fn failures(&self) -> u32 {
+        self.inner.lock().expect("breaker lock").consecutive_failures
+    }
+
+    /// State changes since start.
+    pub fn transitions(&self) -> u64 {
+        self.inner.lock().expect("breaker lock").transitions
+    }
+
+    /// Asks to send one request to Redis.
+    pub fn permit(&self) -> Permit {
+        let mut changed = None;
+        let permit = {
+            let mut inner = self.inner.lock().expect("breaker lock");
+            match inner.state {
+                CircuitState::Closed => Permit::Allowed,
+                CircuitState::Open if inner.opened_at.elapsed() >= self.timeout => {
+                    changed = Some(Self::set(&mut inner, CircuitState::HalfOpen));
+                    inner.trial_in_flight = true;
+                    Permit::Trial
+                }
+                CircuitState::Open => Permit::Rejected,
+                CircuitState::HalfOpen if !inner.trial_in_flight => {
+                    inner.trial_in_flight = true;
+                    Permit::Trial
+                }
+                CircuitState::HalfOpen => Permit::Rejected,
+            }
+        };
+        self.notify(changed);
+        permit
+    }
+
+    /// Reports the outcome of a permitted request. `failed` is true only for failures
+    /// that count ([`CacheError::counts_as_failure`]).
+    pub fn record(&self, permit: Permit, failed: bool) {
+        let mut changed = None;
+        {
+            let mut inner = self.inner.lock().expect("breaker lock");
+            if permit == Permit::Trial {
+                inner.trial_in_flight = false;
+            }
+            if failed {
+                inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
+                let reopen = inner.state == CircuitState::HalfOpen && permit == Permit::Trial;
+                let trip = inner.state == CircuitState::Closed && inner.consecutive_failures >= self.threshold;
+                if reopen || trip {
+                    inner.opened_at = Instant::now();
+                    changed = Some(Self::set(&mut inner, CircuitState::Open));
+                }
+            } else if permit != Permit::Rejected {
+                inner.consecutive_failures = 0;
+                if inner.state == CircuitState::HalfOpen && permit == Permit::Trial {
+                    changed = Some(Self::set(&mut inner, CircuitState::Closed));
+                }
+            }
+        }
+        self.notify(changed);
+    }
+
+    fn set(inner: &mut Inner, to: CircuitState) -> (CircuitState, CircuitState) {
+        let from = inner.state;
+        inner.state = to;
+        inner.transitions += 1;
+        (from, to)
+    }
+
+    fn notify(&self, changed: Option<(CircuitState, CircuitState)>) {
+        let Some((from, to)) = changed else { return };
+        match to {
+            CircuitState::Open => {
+                tracing::error!(from = from.as_str(), "Circuit breaker opened");
+                if from == CircuitState::Closed {
+                    tracing::warn!("Falling back to memory cache");
+                }
+            }
+            CircuitState::HalfOpen => tracing::info!("Circuit breaker half-open: trying redis again"),
+            CircuitState::Closed => tracing::info!("Redis connection restored"),
+        }
+        let hooks = self.on_transition.lock().expect("breaker hooks lock").clone();
+        for hook in hooks {
+            hook(from, to);
+        }
+    }
+}
+
+/// A store that sends operations to `primary` (Redis or hybrid) through the breaker and
+/// serves them from `fallback` (memory) when the breaker is not closed or the primary fails
+/// — unless there is no fallback, in which case the caller gets the error.
+pub struct BreakerStore {
+    primary: Arc<dyn Store>,
+    fallback: Option<MemoryStore>,
+    breaker: Arc<CircuitBreaker>,
+}
+
+impl BreakerStore {
+    pub fn new(primary: Arc<dyn Store>, fallback: Option<MemoryStore>, breaker: Arc<CircuitBreaker>) -> Self {
+        BreakerStore { primary, fallback, breaker }
+    }
+
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+
+    pub fn fallback(&self) -> Option<&MemoryStore> {
+        self.fallback.as_ref()
+    }
+
+    /// While the breaker is open, sends the half-open trial (a PING) every `interval`, so
+    /// the breaker closes without waiting for traffic. Ends when the store is dropped.
+    pub fn spawn_probe(self: &Arc<Self>, interval: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(store) = weak.upgrade() else { return };
+                if store.breaker.state() == CircuitState::Closed {
+                    continue;
+                }
+                let permit = store.breaker.permit();
+                if permit == Permit::Rejected {
+                    continue;
+                }
+                let result = store.primary.health().await;
+                store.breaker.record(permit, result.as_ref().is_err_and(CacheError::counts_as_failure));
+            }
+        });
+    }
+}
+
+/// Runs `$op` on the primary through the breaker, or on the fallback.
+macro_rules! guarded {
+    ($self:ident, $store:ident => $op:expr) => {{
+        let permit = $self.breaker.permit();
+        if permit != Permit::Rejected {
+            let $store: &dyn Store = &*$self.primary;
+            let result = $op.await;
+            let failed = result.as_ref().is_err_and(CacheError::counts_as_failure);
+            $self.breaker.record(permit, failed);
+            if !failed {
+                return result;
+            }
+            if $self.fallback.is_none() {
+                return result;
+            }
+        }
+        match &$self.fallback {
+            Some(fallback) => {
+                let $store: &dyn Store = fallback;
+                $op.await
+            }
+            None => Err(CacheError::BreakerOpen),
+        }
+    }};
+}
+
+#[async_trait]
+impl Store for BreakerStore {
+    fn tier(&self) -> Tier {
+        self.primary.tier()
+    }
+
+    async fn fetch(&self, key: &str) -> Result<Option<(Vec<u8>, Tier)>, CacheError> {
+        guarded!(self, store => store.fetch(key))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        guarded!(self, store => store.get(key))
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, Duration)>, CacheError> {
+        guarded!(self, store => store.get_with_ttl(key))
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
+        guarded!(self, store => store.set(key, value, ttl))
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CacheError> {
+        guarded!(self, store => store.set_if_absent(key, value, ttl))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        guarded!(self, store => store.delete(key))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, CacheError> {
+        guarded!(self, store => store.exists(key))
+    }
+
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, CacheError> {
+        guarded!(self, store => store.compare_and_delete(key, expected))
+    }
+
+    async fn compare_and_expire(&self, key: &str, expected: &[u8], ttl: Duration) -> Result<bool, CacheError> {
+        guarded!(self, store => store.compare_and_expire(key, expected, ttl))
+    }
+
+    async fn clear(&self) -> Result<(), CacheError> {
+        if let Some(fallback) = &self.fallback {
+            fallback.clear().await?;
+        }
+        guarded!(self, store => store.clear())
+    }
+
+    async fn health(&self) -> Result<(), CacheError> {
+        // Health reports the primary's own state, never the fallback's.
+        self.primary.health().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker() -> CircuitBreaker {
+        CircuitBreaker::new(3, Duration::from_secs(60))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_threshold_consecutive_failures() {
+        let b = breaker();
+        for _ in 0..2 {
+            let p = b.permit();
+            b.record(p, true);
+        }
+        assert_eq!(b.state(), CircuitState::Closed);
+        let p = b.permit();
+        b.record(p, true);
+        assert_eq!(b.state(), CircuitState::Open);
+        assert_eq!(b.permit(), Permit::Rejected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_resets_the_count() {
+        let b = breaker();
+        for failed in [true, true, false, true, true] {
+            let p = b.permit();
+            b.record(p, failed);
+        }
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(b.failures(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_after_timeout_allows_one_trial() {
+        let b = breaker();
+        for _ in 0..3 {
+            let p = b.permit();
+            b.record(p, true);
+        }
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(b.permit(), Permit::Rejected);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(b.permit(), Permit::Trial);
+        assert_eq!(b.state(), CircuitState::HalfOpen);
+        assert_eq!(b.permit(), Permit::Rejected, "only one trial at a time");
+        b.record(Permit::Trial, false);
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(b.permit(), Permit::Allowed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_trial_reopens_for_another_timeout() {
+        let b = breaker();
+        for _ in 0..3 {
+            let p = b.permit();
+            b.record(p, true);
+        }
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let trial = b.permit();
+        b.record(trial, true);
+        assert_eq!(b.state(), CircuitState::Open);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(b.permit(), Permit::Rejected);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(b.permit(), Permit::Trial);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transitions_are_reported_once_each() {
+        let b = breaker();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        b.on_transition(Arc::new(move |from, to| sink.lock().unwrap().push((from, to))));
+        for _ in 0..5 {
+            let p = b.permit();
+            b.record(p, true);
+        }
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let trial = b.permit();
+        b.record(trial, false);
+        use CircuitState::*;
+        assert_eq!(*seen.lock().unwrap(), vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]);
+        assert_eq!(b.transitions(), 3);
+    }
+}

@@ -1,0 +1,236 @@
+//! [`Cache`]: the typed front of the store that the rest of authgate uses.
+
+use super::{CacheError, Store, Tier, value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// What a cached value is; part of its key and of its envelope, and a metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// An encrypted session record.
+    Session,
+    /// Metadata of a verified bearer token (keyed by the token's hash).
+    Token,
+    /// A replay marker: this token's `jti` was seen.
+    Replay,
+    /// A refresh lock (lease) held by one replica.
+    Lock,
+    /// A logout marker: sessions of this `sid`/`sub` are over.
+    Logout,
+    /// The provider's signing keys.
+    Jwks,
+    /// An index from a provider session (`sid`) to our sessions.
+    SessionIndex,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] =
+        [Kind::Session, Kind::Token, Kind::Replay, Kind::Lock, Kind::Logout, Kind::Jwks, Kind::SessionIndex];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Session => "session",
+            Kind::Token => "token",
+            Kind::Replay => "replay",
+            Kind::Lock => "lock",
+            Kind::Logout => "logout",
+            Kind::Jwks => "jwks",
+            Kind::SessionIndex => "sid",
+        }
+    }
+
+    /// The byte stored in the value envelope. Never reuse a retired tag.
+    pub fn tag(self) -> u8 {
+        match self {
+            Kind::Session => 1,
+            Kind::Token => 2,
+            Kind::Replay => 3,
+            Kind::Lock => 4,
+            Kind::Logout => 5,
+            Kind::Jwks => 6,
+            Kind::SessionIndex => 7,
+        }
+    }
+
+    fn index(self) -> usize {
+        self.tag() as usize - 1
+    }
+}
+
+/// A key for a secret (a token, a session id): its SHA-256 in hex, so no raw token ever
+/// appears in a Redis key, a log line or `redis-cli --scan` output.
+pub fn token_key(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lookups and hits per kind and tier, read by the metrics exporter.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    requests: [AtomicU64; 7],
+    memory_hits: [AtomicU64; 7],
+    redis_hits: [AtomicU64; 7],
+}
+
+impl CacheStats {
+    fn record(&self, kind: Kind, hit: Option<Tier>) {
+        self.requests[kind.index()].fetch_add(1, Ordering::Relaxed);
+        match hit {
+            Some(Tier::Memory) => self.memory_hits[kind.index()].fetch_add(1, Ordering::Relaxed),
+            Some(Tier::Redis) => self.redis_hits[kind.index()].fetch_add(1, Ordering::Relaxed),
+            None => 0,
+        };
+    }
+
+    pub fn requests(&self, kind: Kind) -> u64 {
+        self.requests[kind.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn hits(&self, kind: Kind, tier: Tier) -> u64 {
+        match tier {
+            Tier::Memory => self.memory_hits[kind.index()].load(Ordering::Relaxed),
+            Tier::Redis => self.redis_hits[kind.index()].load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Typed access to the configured store.
+#[derive(Clone)]
+pub struct Cache {
+    store: Arc<dyn Store>,
+    stats: Arc<CacheStats>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").finish_non_exhaustive()
+    }
+}
+
+fn key(kind: Kind, id: &str) -> String {
+    format!("{}:{id}", kind.as_str())
+}
+
+impl Cache {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Cache { store, stats: Arc::new(CacheStats::default()) }
+    }
+
+    pub fn stats(&self) -> &Arc<CacheStats> {
+        &self.stats
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    async fn fetch(&self, kind: Kind, id: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        let found = self.store.fetch(&key(kind, id)).await?;
+        self.stats.record(kind, found.as_ref().map(|(_, tier)| *tier));
+        Ok(found.map(|(bytes, _)| bytes))
+    }
+
+    /// A JSON value of `kind`; a value that cannot be decoded reads as absent (and is logged).
+    pub async fn get_json<T: DeserializeOwned>(&self, kind: Kind, id: &str) -> Result<Option<T>, CacheError> {
+        let Some(bytes) = self.fetch(kind, id).await? else { return Ok(None) };
+        match value::decode_json(kind, &bytes) {
+            Ok(value) => Ok(Some(value)),
+            Err(error) => {
+                tracing::warn!(kind = kind.as_str(), %error, "ignoring unreadable cached value");
+                Ok(None)
+            }
+        }
+    }
+
+    pub async fn set_json<T: Serialize>(&self, kind: Kind, id: &str, value: &T, ttl: Duration) -> Result<(), CacheError> {
+        self.store.set(&key(kind, id), &value::encode_json(kind, value)?, ttl).await
+    }
+
+    /// Raw bytes of `kind` (e.g. an encrypted record); unreadable envelopes read as absent.
+    pub async fn get_raw(&self, kind: Kind, id: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        let Some(bytes) = self.fetch(kind, id).await? else { return Ok(None) };
+        match value::decode_raw(kind, &bytes) {
+            Ok(payload) => Ok(Some(payload)),
+            Err(error) => {
+                tracing::warn!(kind = kind.as_str(), %error, "ignoring unreadable cached value");
+                Ok(None)
+            }
+        }
+    }
+
+    pub async fn set_raw(&self, kind: Kind, id: &str, payload: &[u8], ttl: Duration) -> Result<(), CacheError> {
+        self.store.set(&key(kind, id), &value::encode_raw(kind, payload), ttl).await
+    }
+
+    /// Claims `id` for `ttl` if nobody has: `true` for exactly one caller across replicas
+    /// sharing Redis (replay detection, locks).
+    pub async fn claim(&self, kind: Kind, id: &str, owner: &[u8], ttl: Duration) -> Result<bool, CacheError> {
+        self.store.set_if_absent(&key(kind, id), &value::encode_raw(kind, owner), ttl).await
+    }
+
+    /// Releases a claim only if `owner` still holds it.
+    pub async fn release(&self, kind: Kind, id: &str, owner: &[u8]) -> Result<bool, CacheError> {
+        self.store.compare_and_delete(&key(kind, id), &value::encode_raw(kind, owner)).await
+    }
+
+    /// Extends a claim only if `owner` still holds it.
+    pub async fn renew(&self, kind: Kind, id: &str, owner: &[u8], ttl: Duration) -> Result<bool, CacheError> {
+        self.store.compare_and_expire(&key(kind, id), &value::encode_raw(kind, owner), ttl).await
+    }
+
+    pub async fn delete(&self, kind: Kind, id: &str) -> Result<bool, CacheError> {
+        self.store.delete(&key(kind, id)).await
+    }
+
+    pub async fn exists(&self, kind: Kind, id: &str) -> Result<bool, CacheError> {
+        self.store.exists(&key(kind, id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::memory::MemoryStore;
+
+    #[test]
+    fn token_keys_hide_the_token() {
+        let key = token_key("eyJhbGciOiJSUzI1NiJ9.secret.sig");
+        assert_eq!(key.len(), 64);
+        assert!(!key.contains("secret"));
+        assert_eq!(key, token_key("eyJhbGciOiJSUzI1NiJ9.secret.sig"));
+    }
+
+    #[tokio::test]
+    async fn counts_requests_and_hits_per_kind() {
+        let cache = Cache::new(Arc::new(MemoryStore::new(100, 1 << 20)));
+        cache.set_json(Kind::Jwks, "k", &vec![1, 2, 3], Duration::from_secs(5)).await.unwrap();
+        assert_eq!(cache.get_json::<Vec<u8>>(Kind::Jwks, "k").await.unwrap(), Some(vec![1, 2, 3]));
+        assert_eq!(cache.get_json::<Vec<u8>>(Kind::Jwks, "missing").await.unwrap(), None);
+        assert_eq!(cache.stats().requests(Kind::Jwks), 2);
+        assert_eq!(cache.stats().hits(Kind::Jwks, Tier::Memory), 1);
+        assert_eq!(cache.stats().requests(Kind::Session), 0);
+    }
+
+    #[tokio::test]
+    async fn a_value_of_another_kind_reads_as_absent() {
+        let store = Arc::new(MemoryStore::new(100, 1 << 20));
+        let cache = Cache::new(store.clone());
+        store.set("jwks:k", &value::encode_json(Kind::Logout, &1).unwrap(), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(cache.get_json::<u32>(Kind::Jwks, "k").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn claims_are_owned() {
+        let cache = Cache::new(Arc::new(MemoryStore::new(100, 1 << 20)));
+        assert!(cache.claim(Kind::Lock, "r", b"a", Duration::from_secs(5)).await.unwrap());
+        assert!(!cache.claim(Kind::Lock, "r", b"b", Duration::from_secs(5)).await.unwrap());
+        assert!(!cache.release(Kind::Lock, "r", b"b").await.unwrap());
+        assert!(cache.renew(Kind::Lock, "r", b"a", Duration::from_secs(9)).await.unwrap());
+        assert!(cache.release(Kind::Lock, "r", b"a").await.unwrap());
+        assert!(cache.claim(Kind::Lock, "r", b"b", Duration::from_secs(5)).await.unwrap());
+    }
+}

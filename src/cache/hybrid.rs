@@ -1,0 +1,1 @@
+//! Hybrid store (placeholder while it is written).

@@ -1,0 +1,128 @@
+//! State storage: one [`Store`] interface, three backends, decorators around them.
+//!
+//! # Layout
+//!
+//! - [`memory`]: bounded in-process store (moka); the default mode and every fallback.
+//! - [`redis`]: Redis (single node, TLS, Cluster, Sentinel) over a bb8 pool of multiplexed
+//!   connections; the only module that knows the client and pool types.
+//! - [`hybrid`]: a memory L1 in front of the Redis store, invalidated across replicas by
+//!   pub/sub.
+//! - [`breaker`]: the circuit breaker state machine and the store decorator that serves
+//!   from memory while Redis is failing.
+//! - [`value`]: the versioned, typed envelope every value is stored in.
+//! - [`Cache`] (this file): what the rest of authgate uses: typed get/set per [`Kind`],
+//!   hit/miss counters, health figures.
+//!
+//! Keys given to a store are logical (`session:…`); the Redis store prefixes them with
+//! `redis.keyPrefix`. Callers never put a raw token in a key: [`token_key`] hashes it.
+
+pub mod breaker;
+pub mod hybrid;
+pub mod memory;
+pub mod redis;
+pub mod value;
+
+mod facade;
+
+pub use facade::{Cache, CacheStats, Kind, token_key};
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// What can go wrong talking to a store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    /// The store cannot be reached (connection refused or lost, pool exhausted, DNS).
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    /// No answer within the configured time.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Redis answered with an error about its own state (LOADING, READONLY after a
+    /// failover, CLUSTERDOWN, MASTERDOWN…): unusable for now, like `Unavailable`.
+    #[error("redis is not serving: {0}")]
+    NotServing(String),
+    /// Redis rejected this command (e.g. WRONGTYPE): a problem with the request, not with
+    /// the server's health.
+    #[error("redis rejected the command: {0}")]
+    Rejected(String),
+    /// The circuit breaker is open and there is no memory fallback.
+    #[error("circuit breaker open: redis is not being tried")]
+    BreakerOpen,
+    /// A stored value could not be read back (corrupt, another version, another type).
+    #[error("stored value unreadable: {0}")]
+    Decode(String),
+}
+
+impl CacheError {
+    /// Whether this error says something about the store's health, and so counts towards
+    /// opening the circuit breaker. A missing key is not an error at all; a rejected
+    /// command or an undecodable value is the caller's problem, not the store's.
+    pub fn counts_as_failure(&self) -> bool {
+        matches!(self, CacheError::Unavailable(_) | CacheError::Timeout(_) | CacheError::NotServing(_))
+    }
+}
+
+/// Which tier answered a read: the process's memory or Redis (a label of the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    Memory,
+    Redis,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Memory => "memory",
+            Tier::Redis => "redis",
+        }
+    }
+}
+
+/// The operations every backend offers. Every entry has a time to live: nothing in
+/// authgate's state is meant to be kept forever.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The value, or `None` when absent or expired.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError>;
+
+    /// The tier this store's reads come from (the hybrid store answers per read).
+    fn tier(&self) -> Tier;
+
+    /// Like [`Store::get`], also saying which tier answered.
+    async fn fetch(&self, key: &str) -> Result<Option<(Vec<u8>, Tier)>, CacheError> {
+        Ok(self.get(key).await?.map(|value| (value, self.tier())))
+    }
+
+    /// The value and its remaining time to live.
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, Duration)>, CacheError>;
+
+    /// Stores `value` for `ttl`, replacing any previous value.
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError>;
+
+    /// Stores `value` for `ttl` only if `key` is absent, atomically (`SET NX PX` on Redis):
+    /// of any number of concurrent callers, exactly one gets `true`.
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CacheError>;
+
+    /// Removes `key`; `true` if it was there.
+    async fn delete(&self, key: &str) -> Result<bool, CacheError>;
+
+    async fn exists(&self, key: &str) -> Result<bool, CacheError>;
+
+    /// Removes `key` only if it holds `expected` (releasing a lock we own), atomically.
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, CacheError>;
+
+    /// Sets a new `ttl` on `key` only if it holds `expected` (renewing a lock's lease), atomically.
+    async fn compare_and_expire(&self, key: &str, expected: &[u8], ttl: Duration) -> Result<bool, CacheError>;
+
+    /// Removes every key of this store (our key prefix only; never `FLUSHDB`).
+    async fn clear(&self) -> Result<(), CacheError>;
+
+    /// Whether the store answers (a `PING` for Redis).
+    async fn health(&self) -> Result<(), CacheError>;
+}
+
+/// Redis wants at least one millisecond; a zero TTL would mean "expire now" anyway.
+pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}

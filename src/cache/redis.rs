@@ -1,0 +1,1 @@
+//! Redis store (placeholder while it is written).
