@@ -9,9 +9,6 @@ fn main() {
     let descriptors = protox::compile(["envoy/service/auth/v3/external_auth.proto"], ["proto"])
         .expect("vendored ext_authz protos compile");
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    std::fs::write(
-        out.join("ext_authz_descriptor.bin"),
-        descriptors.encode_to_vec(),
-    )
-    .expect("write descriptor set to OUT_DIR");
+    std::fs::write(out.join("ext_authz_descriptor.bin"), descriptors.encode_to_vec())
+        .expect("write descriptor set to OUT_DIR");
 }

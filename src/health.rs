@@ -1,21 +1,23 @@
 //! Health as the admin listener reports it: `/healthz` (liveness plus the seed's JSON),
 //! `/readyz`, and the draining flag that gRPC health mirrors during shutdown.
 
-use crate::config::CacheMode;
+use crate::cache::CacheSystem;
 use serde::Serialize;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Shared, cheap to read on every probe.
 #[derive(Debug)]
 pub struct HealthState {
-    cache_mode: CacheMode,
+    cache: Arc<CacheSystem>,
     draining: AtomicBool,
 }
 
 /// The `/healthz` body, in the seed's shape.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct HealthReport {
-    /// `healthy`, or `draining` once shutdown began.
+    /// `healthy`; `degraded` while the cache runs on its memory fallback; `draining` once
+    /// shutdown began.
     pub status: &'static str,
     pub cache: CacheReport,
 }
@@ -68,11 +70,8 @@ pub struct ReadinessReport {
 }
 
 impl HealthState {
-    pub fn new(cache_mode: CacheMode) -> Self {
-        HealthState {
-            cache_mode,
-            draining: AtomicBool::new(false),
-        }
+    pub fn new(cache: Arc<CacheSystem>) -> Self {
+        HealthState { cache, draining: AtomicBool::new(false) }
     }
 
     /// Marks the server as shutting down: readiness fails from now on.
@@ -85,22 +84,14 @@ impl HealthState {
     }
 
     pub fn report(&self) -> HealthReport {
-        HealthReport {
-            status: if self.is_draining() {
-                "draining"
-            } else {
-                "healthy"
-            },
-            cache: CacheReport {
-                mode: self.cache_mode.as_str(),
-                redis: None,
-                memory: MemoryReport {
-                    entries: 0,
-                    size: format_bytes(0),
-                },
-                circuit_breaker: None,
-            },
-        }
+        let status = if self.is_draining() {
+            "draining"
+        } else if self.cache.degraded() {
+            "degraded"
+        } else {
+            "healthy"
+        };
+        HealthReport { status, cache: self.cache.report() }
     }
 
     pub fn readiness(&self) -> ReadinessReport {
@@ -108,10 +99,8 @@ impl HealthState {
         if self.is_draining() {
             reasons.push("shutting down".to_owned());
         }
-        ReadinessReport {
-            ready: reasons.is_empty(),
-            reasons,
-        }
+        reasons.extend(self.cache.unready_reason());
+        ReadinessReport { ready: reasons.is_empty(), reasons }
     }
 }
 
@@ -145,9 +134,14 @@ mod tests {
         assert_eq!(format_bytes(50 * 1024 * 1024), "50MB");
     }
 
+    fn memory_health() -> HealthState {
+        let config = crate::config::Config::default();
+        HealthState::new(Arc::new(CacheSystem::start(&config).unwrap()))
+    }
+
     #[test]
     fn draining_fails_readiness() {
-        let health = HealthState::new(CacheMode::Memory);
+        let health = memory_health();
         assert!(health.readiness().ready);
         health.start_draining();
         let readiness = health.readiness();
@@ -157,7 +151,7 @@ mod tests {
 
     #[test]
     fn memory_mode_report_has_the_seeds_shape() {
-        let json = serde_json::to_value(HealthState::new(CacheMode::Memory).report()).unwrap();
+        let json = serde_json::to_value(memory_health().report()).unwrap();
         assert_eq!(json["status"], "healthy");
         assert_eq!(json["cache"]["mode"], "memory");
         assert_eq!(json["cache"]["memory"]["entries"], 0);

@@ -71,10 +71,8 @@ fn check_config(args: &ConfigArgs, env: &HashMap<String, String>) -> ExitCode {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     authgate::telemetry::init_logging(config.log_level, config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     runtime.block_on(async {
         let server = authgate::server::Server::bind(config).await?;
         server.run(authgate::server::shutdown_signal()).await?;

@@ -5,6 +5,7 @@
 //! finish (at most `shutdownTimeout`), then `run` returns.
 
 use crate::authz::Authorizer;
+use crate::cache::{CacheError, CacheSystem};
 use crate::config::{Config, ListenAddresses};
 use crate::health::HealthState;
 use crate::{grpc, http};
@@ -17,13 +18,11 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {what} address {addr}: {source}")]
-    Bind {
-        what: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("invalid listener address: {0}")]
     Address(#[from] std::net::AddrParseError),
+    #[error("cannot set up the cache: {0}")]
+    Cache(#[from] CacheError),
     #[error("{what} listener failed: {message}")]
     Listener { what: &'static str, message: String },
 }
@@ -41,9 +40,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServeError> {
         let addrs = config.listen_addresses()?;
         let bind = |what: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind { what, addr, source })
+            TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { what, addr, source })
         };
         Ok(Server {
             grpc: bind("grpc", addrs.grpc).await?,
@@ -56,11 +53,7 @@ impl Server {
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addresses(&self) -> ListenAddresses {
         let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
-        ListenAddresses {
-            grpc: addr(&self.grpc),
-            http: addr(&self.http),
-            admin: addr(&self.admin),
-        }
+        ListenAddresses { grpc: addr(&self.grpc), http: addr(&self.http), admin: addr(&self.admin) }
     }
 
     /// Serves until `shutdown` resolves, then drains.
@@ -68,7 +61,8 @@ impl Server {
         let addrs = self.local_addresses();
         let config = self.config;
         let authorizer = Arc::new(Authorizer::new(&config));
-        let health = Arc::new(HealthState::new(config.effective_cache_mode()));
+        let cache = Arc::new(CacheSystem::start(&config)?);
+        let health = Arc::new(HealthState::new(cache.clone()));
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let stop = CancellationToken::new();
 
@@ -97,11 +91,7 @@ impl Server {
         );
 
         // Any listener dying on its own is fatal; otherwise wait for the shutdown request.
-        let mut tasks = Tasks {
-            grpc: grpc_task,
-            http: http_task,
-            admin: admin_task,
-        };
+        let mut tasks = Tasks { grpc: grpc_task, http: http_task, admin: admin_task };
         let early_exit = tokio::select! {
             () = shutdown => None,
             failure = tasks.first_failure() => Some(failure),
@@ -113,15 +103,8 @@ impl Server {
 
         tracing::info!("shutdown requested: draining");
         health.start_draining();
-        health_reporter
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
-        health_reporter
-            .set_service_status(
-                grpc::AUTHORIZATION_SERVICE,
-                tonic_health::ServingStatus::NotServing,
-            )
-            .await;
+        health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        health_reporter.set_service_status(grpc::AUTHORIZATION_SERVICE, tonic_health::ServingStatus::NotServing).await;
         stop.cancel();
         let timeout = config.shutdown_timeout.get();
         match tokio::time::timeout(timeout, tasks.join_all()).await {
@@ -149,14 +132,8 @@ fn listener_error(
 ) -> Result<(), ServeError> {
     match result {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ServeError::Listener {
-            what,
-            message: e.to_string(),
-        }),
-        Err(e) => Err(ServeError::Listener {
-            what,
-            message: e.to_string(),
-        }),
+        Ok(Err(e)) => Err(ServeError::Listener { what, message: e.to_string() }),
+        Err(e) => Err(ServeError::Listener { what, message: e.to_string() }),
     }
 }
 
@@ -168,10 +145,7 @@ impl Tasks {
             r = &mut self.http => ("http", listener_error("http", r)),
             r = &mut self.admin => ("admin", listener_error("admin", r)),
         };
-        result.err().unwrap_or(ServeError::Listener {
-            what,
-            message: "stopped unexpectedly".into(),
-        })
+        result.err().unwrap_or(ServeError::Listener { what, message: "stopped unexpectedly".into() })
     }
 
     async fn join_all(self) -> Result<(), ServeError> {

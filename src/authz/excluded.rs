@@ -12,9 +12,7 @@ pub struct ExcludedPaths {
 
 impl ExcludedPaths {
     pub fn new(prefixes: &[String]) -> Self {
-        ExcludedPaths {
-            prefixes: prefixes.to_vec(),
-        }
+        ExcludedPaths { prefixes: prefixes.to_vec() }
     }
 
     /// Whether `path` (without query string) is under one of the prefixes.
@@ -22,12 +20,10 @@ impl ExcludedPaths {
         if self.prefixes.is_empty() || is_ambiguous(path) {
             return false;
         }
-        self.prefixes
-            .iter()
-            .any(|prefix| match path.strip_prefix(prefix.as_str()) {
-                None => false,
-                Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
-            })
+        self.prefixes.iter().any(|prefix| match path.strip_prefix(prefix.as_str()) {
+            None => false,
+            Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        })
     }
 }
 
@@ -37,15 +33,10 @@ fn is_ambiguous(path: &str) -> bool {
         return true;
     }
     let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains("%2e")
-        || lower.contains("%00")
-    {
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%2e") || lower.contains("%00") {
         return true;
     }
-    path.split('/')
-        .any(|segment| segment == "." || segment == "..")
+    path.split('/').any(|segment| segment == "." || segment == "..")
 }
 
 #[cfg(test)]

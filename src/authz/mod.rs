@@ -33,13 +33,8 @@ use std::collections::HashMap;
 
 /// Headers that carry identity to the upstream. A client must never be able to set them:
 /// they are removed from every request authgate allows, then set from the verified identity.
-pub const IDENTITY_HEADERS: &[&str] = &[
-    "x-forwarded-user",
-    "x-auth-request-user",
-    "x-auth-request-email",
-    "x-user-groups",
-    "x-user-roles",
-];
+pub const IDENTITY_HEADERS: &[&str] =
+    &["x-forwarded-user", "x-auth-request-user", "x-auth-request-email", "x-user-groups", "x-user-roles"];
 
 /// The request being authorized, independent of how it reached authgate.
 #[derive(Debug, Clone, Default)]
@@ -133,20 +128,13 @@ impl Decision {
     /// 401 for a request that carries no usable credentials.
     pub fn unauthenticated() -> Self {
         let mut decision = Decision::deny(401, "unauthenticated", "authentication required\n");
-        decision.response_headers.push((
-            "www-authenticate".into(),
-            "Bearer realm=\"authgate\"".into(),
-        ));
+        decision.response_headers.push(("www-authenticate".into(), "Bearer realm=\"authgate\"".into()));
         decision
     }
 
     /// The answer to a Check without HTTP attributes (e.g. from a TCP ext_authz filter).
     pub fn no_http_attributes() -> Self {
-        Decision::deny(
-            400,
-            "no_http_attributes",
-            "authgate authorizes HTTP requests only\n",
-        )
+        Decision::deny(400, "no_http_attributes", "authgate authorizes HTTP requests only\n")
     }
 }
 
@@ -160,18 +148,14 @@ pub struct Authorizer {
 
 impl Authorizer {
     pub fn new(config: &Config) -> Self {
-        let mut strip_headers: Vec<String> =
-            IDENTITY_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+        let mut strip_headers: Vec<String> = IDENTITY_HEADERS.iter().map(|h| (*h).to_owned()).collect();
         for header in &config.headers {
             let name = header.name.to_ascii_lowercase();
             if !strip_headers.contains(&name) {
                 strip_headers.push(name);
             }
         }
-        Authorizer {
-            excluded: ExcludedPaths::new(&config.excluded_urls),
-            strip_headers,
-        }
+        Authorizer { excluded: ExcludedPaths::new(&config.excluded_urls), strip_headers }
     }
 
     /// The verdict for one request.
@@ -190,10 +174,7 @@ mod tests {
     use super::*;
 
     fn config(excluded: &[&str]) -> Config {
-        Config {
-            excluded_urls: excluded.iter().map(|s| s.to_string()).collect(),
-            ..Config::default()
-        }
+        Config { excluded_urls: excluded.iter().map(|s| s.to_string()).collect(), ..Config::default() }
     }
 
     fn get(path: &str) -> AuthRequest {
@@ -211,11 +192,7 @@ mod tests {
         let authorizer = Authorizer::new(&config(&["/public"]));
         let decision = authorizer.decide(&get("/public/logo.png?v=1")).await;
         assert_eq!(decision.outcome, Outcome::Allow);
-        assert!(
-            decision
-                .upstream_remove
-                .contains(&"x-forwarded-user".to_owned())
-        );
+        assert!(decision.upstream_remove.contains(&"x-forwarded-user".to_owned()));
         assert!(decision.upstream_headers.is_empty());
     }
 
@@ -224,11 +201,6 @@ mod tests {
         let authorizer = Authorizer::new(&config(&["/public"]));
         let decision = authorizer.decide(&get("/publicity")).await;
         assert_eq!((decision.outcome, decision.status), (Outcome::Deny, 401));
-        assert!(
-            decision
-                .response_headers
-                .iter()
-                .any(|(k, v)| k == "www-authenticate" && v.starts_with("Bearer"))
-        );
+        assert!(decision.response_headers.iter().any(|(k, v)| k == "www-authenticate" && v.starts_with("Bearer")));
     }
 }

@@ -146,7 +146,13 @@ impl Cache {
         }
     }
 
-    pub async fn set_json<T: Serialize>(&self, kind: Kind, id: &str, value: &T, ttl: Duration) -> Result<(), CacheError> {
+    pub async fn set_json<T: Serialize>(
+        &self,
+        kind: Kind,
+        id: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
         self.store.set(&key(kind, id), &value::encode_json(kind, value)?, ttl).await
     }
 

@@ -10,6 +10,7 @@
 //! - [`breaker`]: the circuit breaker state machine and the store decorator that serves
 //!   from memory while Redis is failing.
 //! - [`value`]: the versioned, typed envelope every value is stored in.
+//! - [`system`]: builds the configured combination and reports on it for `/healthz`.
 //! - [`Cache`] (this file): what the rest of authgate uses: typed get/set per [`Kind`],
 //!   hit/miss counters, health figures.
 //!
@@ -20,11 +21,13 @@ pub mod breaker;
 pub mod hybrid;
 pub mod memory;
 pub mod redis;
+pub mod system;
 pub mod value;
 
 mod facade;
 
 pub use facade::{Cache, CacheStats, Kind, token_key};
+pub use system::CacheSystem;
 
 use async_trait::async_trait;
 use std::time::Duration;

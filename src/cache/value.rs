@@ -24,7 +24,8 @@ fn header(kind: Kind, encoding: u8) -> Vec<u8> {
 /// Encodes `value` as JSON in an envelope of `kind`.
 pub fn encode_json<T: Serialize>(kind: Kind, value: &T) -> Result<Vec<u8>, CacheError> {
     let mut out = header(kind, JSON);
-    serde_json::to_writer(&mut out, value).map_err(|e| CacheError::Decode(format!("cannot encode {}: {e}", kind.as_str())))?;
+    serde_json::to_writer(&mut out, value)
+        .map_err(|e| CacheError::Decode(format!("cannot encode {}: {e}", kind.as_str())))?;
     Ok(out)
 }
 
@@ -40,10 +41,18 @@ fn payload(kind: Kind, encoding: u8, bytes: &[u8]) -> Result<&[u8], CacheError> 
         return Err(CacheError::Decode(format!("{} value has no authgate envelope", kind.as_str())));
     }
     if bytes[2] != FORMAT_VERSION {
-        return Err(CacheError::Decode(format!("{} value has format version {}, expected {FORMAT_VERSION}", kind.as_str(), bytes[2])));
+        return Err(CacheError::Decode(format!(
+            "{} value has format version {}, expected {FORMAT_VERSION}",
+            kind.as_str(),
+            bytes[2]
+        )));
     }
     if bytes[3] != kind.tag() {
-        return Err(CacheError::Decode(format!("value under a {} key holds another kind (tag {})", kind.as_str(), bytes[3])));
+        return Err(CacheError::Decode(format!(
+            "value under a {} key holds another kind (tag {})",
+            kind.as_str(),
+            bytes[3]
+        )));
     }
     if bytes[4] != encoding {
         return Err(CacheError::Decode(format!("{} value has an unexpected encoding", kind.as_str())));
@@ -53,7 +62,8 @@ fn payload(kind: Kind, encoding: u8, bytes: &[u8]) -> Result<&[u8], CacheError> 
 
 /// Decodes a JSON envelope of `kind`.
 pub fn decode_json<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, CacheError> {
-    serde_json::from_slice(payload(kind, JSON, bytes)?).map_err(|e| CacheError::Decode(format!("{} value: {e}", kind.as_str())))
+    serde_json::from_slice(payload(kind, JSON, bytes)?)
+        .map_err(|e| CacheError::Decode(format!("{} value: {e}", kind.as_str())))
 }
 
 /// The raw payload of an envelope of `kind`.

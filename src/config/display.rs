@@ -21,11 +21,7 @@ fn flatten(path: &str, value: &Value, lines: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (key, child) in map {
-                let child_path = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
+                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
                 flatten(&child_path, child, lines);
             }
         }
@@ -46,10 +42,7 @@ mod tests {
 
     #[test]
     fn prints_paths_and_redacts_secrets() {
-        let mut config = Config {
-            client_secret: Secret::new("very-secret-value"),
-            ..Config::default()
-        };
+        let mut config = Config { client_secret: Secret::new("very-secret-value"), ..Config::default() };
         config.redis.address = "h:1".into();
         let lines = config.effective_lines();
         assert!(lines.contains(&"redis.address: h:1".to_owned()));

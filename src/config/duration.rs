@@ -66,11 +66,9 @@ impl<'de> Deserialize<'de> for Seconds {
             }
 
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Seconds, E> {
-                Duration::try_from_secs_f64(v).map(Seconds).map_err(|_| {
-                    E::custom(format!(
-                        "duration must be a non-negative number of seconds, got {v}"
-                    ))
-                })
+                Duration::try_from_secs_f64(v)
+                    .map(Seconds)
+                    .map_err(|_| E::custom(format!("duration must be a non-negative number of seconds, got {v}")))
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Seconds, E> {
@@ -78,9 +76,7 @@ impl<'de> Deserialize<'de> for Seconds {
                 if let Ok(secs) = v.parse::<u64>() {
                     return Ok(Seconds::from_secs(secs));
                 }
-                humantime::parse_duration(v)
-                    .map(Seconds)
-                    .map_err(|e| E::custom(format!("invalid duration {v:?}: {e}")))
+                humantime::parse_duration(v).map(Seconds).map_err(|e| E::custom(format!("invalid duration {v:?}: {e}")))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -111,12 +107,7 @@ mod tests {
     #[test]
     fn rejects_negative_and_garbage() {
         assert!(parse("-1").unwrap_err().to_string().contains("negative"));
-        assert!(
-            parse("soon")
-                .unwrap_err()
-                .to_string()
-                .contains("invalid duration")
-        );
+        assert!(parse("soon").unwrap_err().to_string().contains("invalid duration"));
     }
 
     #[test]

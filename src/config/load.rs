@@ -18,10 +18,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem {
-            path: path.into(),
-            message: message.into(),
-        }
+        Problem { path: path.into(), message: message.into() }
     }
 }
 
@@ -61,21 +58,14 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
 }
 
 /// Like [`load_str_lenient`], from an optional file.
-pub fn load_lenient(
-    file: Option<&Path>,
-    env: &HashMap<String, String>,
-) -> (Option<Config>, Vec<Problem>) {
+pub fn load_lenient(file: Option<&Path>, env: &HashMap<String, String>) -> (Option<Config>, Vec<Problem>) {
     match file {
         None => load_str_lenient("", env),
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => load_str_lenient(&text, env),
-            Err(e) => (
-                None,
-                vec![Problem::new(
-                    path.display().to_string(),
-                    format!("cannot read configuration file: {e}"),
-                )],
-            ),
+            Err(e) => {
+                (None, vec![Problem::new(path.display().to_string(), format!("cannot read configuration file: {e}"))])
+            }
         },
     }
 }
@@ -95,10 +85,7 @@ pub fn load_str(yaml: &str, env: &HashMap<String, String>) -> Result<Config, Con
 /// Loads as far as possible: the configuration that results (bad keys left at their
 /// defaults; `None` when the text is not a YAML mapping at all) and every problem found.
 /// `check-config` uses it to show the effective configuration next to the problems.
-pub fn load_str_lenient(
-    yaml: &str,
-    env: &HashMap<String, String>,
-) -> (Option<Config>, Vec<Problem>) {
+pub fn load_str_lenient(yaml: &str, env: &HashMap<String, String>) -> (Option<Config>, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut tree = match parse_yaml(yaml) {
         Ok(tree) => tree,
@@ -109,21 +96,13 @@ pub fn load_str_lenient(
     let config = deserialize_collecting(tree, &mut problems);
     // A key already reported (and so left at its default) is not reported again.
     let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
-    problems.extend(
-        config
-            .validate()
-            .into_iter()
-            .filter(|p| !reported.iter().any(|r| covers(r, &p.path))),
-    );
+    problems.extend(config.validate().into_iter().filter(|p| !reported.iter().any(|r| covers(r, &p.path))));
     (Some(config), problems)
 }
 
 /// Whether a problem at `reported` already covers one at `path` (same key or a parent).
 fn covers(reported: &str, path: &str) -> bool {
-    path == reported
-        || path
-            .strip_prefix(reported)
-            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    path == reported || path.strip_prefix(reported).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
 fn parse_yaml(yaml: &str) -> Result<Value, Problem> {
@@ -133,15 +112,9 @@ fn parse_yaml(yaml: &str) -> Result<Value, Problem> {
     match serde_yaml_ng::from_str::<Value>(yaml) {
         Ok(Value::Null) => Ok(Value::Mapping(Mapping::new())),
         Ok(value @ Value::Mapping(_)) => Ok(value),
-        Ok(_) => Err(Problem::new(
-            ".",
-            "the configuration must be a mapping of keys to values",
-        )),
+        Ok(_) => Err(Problem::new(".", "the configuration must be a mapping of keys to values")),
         Err(e) => {
-            let at = e
-                .location()
-                .map(|l| format!(" at line {} column {}", l.line(), l.column()))
-                .unwrap_or_default();
+            let at = e.location().map(|l| format!(" at line {} column {}", l.line(), l.column())).unwrap_or_default();
             Err(Problem::new(".", format!("not valid YAML{at}: {e}")))
         }
     }
@@ -170,10 +143,7 @@ fn apply_env(tree: &mut Value, env: &HashMap<String, String>, problems: &mut Vec
         }
         match env_value(variable, text) {
             Ok(value) => set_path(tree, variable.path, value),
-            Err(message) => problems.push(Problem::new(
-                variable.path,
-                format!("from {}: {message}", variable.name),
-            )),
+            Err(message) => problems.push(Problem::new(variable.path, format!("from {}: {message}", variable.name))),
         }
     }
 }
@@ -192,11 +162,7 @@ fn env_value(variable: &EnvVariable, text: &str) -> Result<Value, String> {
             .map(|n| Value::Number(n.into()))
             .map_err(|_| format!("expected a non-negative integer, got {text:?}")),
         EnvKind::List => Ok(Value::Sequence(
-            text.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| Value::String(s.to_owned()))
-                .collect(),
+            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_owned())).collect(),
         )),
     }
 }
@@ -208,17 +174,13 @@ fn set_path(tree: &mut Value, path: &str, value: Value) {
         if !node.is_mapping() {
             *node = Value::Mapping(Mapping::new());
         }
-        let Value::Mapping(map) = node else {
-            unreachable!("made a mapping above")
-        };
+        let Value::Mapping(map) = node else { unreachable!("made a mapping above") };
         let key = Value::String(key.to_owned());
         if keys.peek().is_none() {
             map.insert(key, value);
             return;
         }
-        node = map
-            .entry(key)
-            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        node = map.entry(key).or_insert_with(|| Value::Mapping(Mapping::new()));
     }
 }
 
@@ -292,12 +254,7 @@ fn unknown_key_message(field: &str, serde_message: &str) -> String {
         .unwrap_or_default();
     let closest = known
         .iter()
-        .map(|k| {
-            (
-                edit_distance(&field.to_ascii_lowercase(), &k.to_ascii_lowercase()),
-                *k,
-            )
-        })
+        .map(|k| (edit_distance(&field.to_ascii_lowercase(), &k.to_ascii_lowercase()), *k))
         .min()
         .filter(|(distance, _)| *distance <= 3);
     match closest {

@@ -121,6 +121,13 @@ pub struct Config {
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT. Default 15 s.
     #[serde(rename = "shutdownTimeout")]
     pub shutdown_timeout: Seconds,
+    /// Most entries of the memory cache (memory mode, and the fallback while Redis is
+    /// down). Default 100000.
+    #[serde(rename = "memoryCacheSize")]
+    pub memory_cache_size: u64,
+    /// Most megabytes of keys and values in the memory cache. Default 256.
+    #[serde(rename = "memoryCacheMemoryMB")]
+    pub memory_cache_memory_mb: u64,
     /// The seed's Redis / cache block.
     pub redis: RedisConfig,
 }
@@ -160,6 +167,8 @@ impl Default for Config {
             http_address: "0.0.0.0:8080".into(),
             admin_address: "0.0.0.0:9090".into(),
             shutdown_timeout: Seconds::from_secs(15),
+            memory_cache_size: 100_000,
+            memory_cache_memory_mb: 256,
             redis: RedisConfig::default(),
         }
     }
@@ -187,11 +196,7 @@ impl Config {
 
     /// The `aud` expected in bearer tokens.
     pub fn expected_audience(&self) -> &str {
-        if self.audience.is_empty() {
-            &self.client_id
-        } else {
-            &self.audience
-        }
+        if self.audience.is_empty() { &self.client_id } else { &self.audience }
     }
 }
 
@@ -337,6 +342,20 @@ pub struct RedisConfig {
     /// Redis Sentinel; when `masterName` is set, `address` is ignored and the master is
     /// discovered (and followed across failovers) through the sentinels.
     pub sentinel: SentinelConfig,
+    /// Hybrid mode: most entries in the local L1. Default 10000.
+    #[serde(rename = "hybridL1Size")]
+    pub hybrid_l1_size: u64,
+    /// Hybrid mode: most megabytes of keys and values in the local L1. Default 64.
+    #[serde(rename = "hybridL1MemoryMB")]
+    pub hybrid_l1_memory_mb: u64,
+    /// Hybrid mode: longest time an L1 copy is served without asking Redis, the bound on
+    /// staleness if an invalidation is ever lost. Default 60 s.
+    #[serde(rename = "hybridL1MaxTTL")]
+    pub hybrid_l1_max_ttl: Seconds,
+    /// While the circuit breaker is open, serve from memory (true) or fail requests that
+    /// need the cache (false; readiness then fails too). Default true.
+    #[serde(rename = "memoryFallback")]
+    pub memory_fallback: bool,
 }
 
 impl Default for RedisConfig {
@@ -367,6 +386,10 @@ impl Default for RedisConfig {
             route_by_latency: false,
             route_randomly: false,
             sentinel: SentinelConfig::default(),
+            hybrid_l1_size: 10_000,
+            hybrid_l1_memory_mb: 64,
+            hybrid_l1_max_ttl: Seconds::from_secs(60),
+            memory_fallback: true,
         }
     }
 }

@@ -14,40 +14,25 @@ impl Config {
 
         // Identity provider and client.
         if self.provider_url.is_empty() {
-            p.add(
-                "providerURL",
-                "required: the issuer URL of the OpenID Provider",
-            );
+            p.add("providerURL", "required: the issuer URL of the OpenID Provider");
         } else if let Err(why) = absolute_http_url(&self.provider_url) {
             p.add("providerURL", why);
         }
         if self.client_id.is_empty() {
-            p.add(
-                "clientID",
-                "required: the client id registered at the OpenID Provider",
-            );
+            p.add("clientID", "required: the client id registered at the OpenID Provider");
         }
         if self.client_secret.is_empty() && !self.enable_pkce {
-            p.add(
-                "clientSecret",
-                "required unless enablePKCE is true (a public client must use PKCE)",
-            );
+            p.add("clientSecret", "required unless enablePKCE is true (a public client must use PKCE)");
         }
 
         // Session encryption: required, never defaulted, long enough.
         let key = self.session_encryption_key.expose();
         if key.is_empty() {
-            p.add(
-                "sessionEncryptionKey",
-                format!("required: a secret of at least {MIN_SESSION_KEY_LEN} characters"),
-            );
+            p.add("sessionEncryptionKey", format!("required: a secret of at least {MIN_SESSION_KEY_LEN} characters"));
         } else if key.len() < MIN_SESSION_KEY_LEN {
             p.add(
                 "sessionEncryptionKey",
-                format!(
-                    "too short: {} characters, at least {MIN_SESSION_KEY_LEN} needed",
-                    key.len()
-                ),
+                format!("too short: {} characters, at least {MIN_SESSION_KEY_LEN} needed", key.len()),
             );
         }
         for (i, old) in self.previous_session_encryption_keys.iter().enumerate() {
@@ -60,19 +45,13 @@ impl Config {
         }
 
         // Endpoints handled by authgate.
-        for (key, value) in [
-            ("callbackURL", &self.callback_url),
-            ("logoutURL", &self.logout_url),
-        ] {
+        for (key, value) in [("callbackURL", &self.callback_url), ("logoutURL", &self.logout_url)] {
             if let Err(why) = path_or_url(value) {
                 p.add(key, why);
             }
         }
         if self.callback_url == self.logout_url {
-            p.add(
-                "logoutURL",
-                format!("must differ from callbackURL ({:?})", self.callback_url),
-            );
+            p.add("logoutURL", format!("must differ from callbackURL ({:?})", self.callback_url));
         }
         if let Err(why) = path_or_url(&self.post_logout_redirect_uri) {
             p.add("postLogoutRedirectURI", why);
@@ -81,23 +60,13 @@ impl Config {
             p.add("scopes", "must include \"openid\"");
         }
         for (i, scope) in self.scopes.iter().enumerate() {
-            if scope.is_empty()
-                || scope
-                    .chars()
-                    .any(|c| c.is_whitespace() || c == '"' || c == '\\')
-            {
-                p.add(
-                    format!("scopes[{i}]"),
-                    format!("not a valid scope token: {scope:?}"),
-                );
+            if scope.is_empty() || scope.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\') {
+                p.add(format!("scopes[{i}]"), format!("not a valid scope token: {scope:?}"));
             }
         }
         for (i, prefix) in self.excluded_urls.iter().enumerate() {
             if !prefix.starts_with('/') {
-                p.add(
-                    format!("excludedURLs[{i}]"),
-                    format!("must be a path starting with '/', got {prefix:?}"),
-                );
+                p.add(format!("excludedURLs[{i}]"), format!("must be a path starting with '/', got {prefix:?}"));
             }
         }
 
@@ -116,18 +85,12 @@ impl Config {
             ("userIdentifierClaim", &self.user_identifier_claim),
         ] {
             if claim.is_empty() || claim.split('.').any(str::is_empty) {
-                p.add(
-                    key,
-                    format!("must be a claim name or dotted path, got {claim:?}"),
-                );
+                p.add(key, format!("must be a claim name or dotted path, got {claim:?}"));
             }
         }
         for (i, header) in self.headers.iter().enumerate() {
             if !is_header_name(&header.name) {
-                p.add(
-                    format!("headers[{i}].name"),
-                    format!("not a valid HTTP header name: {:?}", header.name),
-                );
+                p.add(format!("headers[{i}].name"), format!("not a valid HTTP header name: {:?}", header.name));
             }
         }
 
@@ -135,10 +98,7 @@ impl Config {
         if self.cookie_prefix.is_empty() || !self.cookie_prefix.chars().all(is_cookie_name_char) {
             p.add(
                 "cookiePrefix",
-                format!(
-                    "must be non-empty and use only cookie-name characters, got {:?}",
-                    self.cookie_prefix
-                ),
+                format!("must be non-empty and use only cookie-name characters, got {:?}", self.cookie_prefix),
             );
         }
         if !self.cookie_domain.is_empty() && !is_cookie_domain(&self.cookie_domain) {
@@ -165,14 +125,9 @@ impl Config {
             ("adminAddress", &self.admin_address),
         ] {
             match value.parse::<SocketAddr>() {
-                Err(_) => p.add(
-                    key,
-                    format!("must be ip:port such as 0.0.0.0:9001, got {value:?}"),
-                ),
+                Err(_) => p.add(key, format!("must be ip:port such as 0.0.0.0:9001, got {value:?}")),
                 Ok(addr) => {
-                    if let Some((other, _)) =
-                        bound.iter().find(|(_, a)| addr.port() != 0 && *a == addr)
-                    {
+                    if let Some((other, _)) = bound.iter().find(|(_, a)| addr.port() != 0 && *a == addr) {
                         p.add(key, format!("{addr} is already used by {other}"));
                     }
                     bound.push((key, addr));
@@ -180,6 +135,12 @@ impl Config {
             }
         }
 
+        if self.memory_cache_size == 0 {
+            p.add("memoryCacheSize", "must be at least 1");
+        }
+        if self.memory_cache_memory_mb == 0 {
+            p.add("memoryCacheMemoryMB", "must be at least 1");
+        }
         self.redis.validate_into(&mut p);
         p.0
     }
@@ -193,10 +154,7 @@ impl RedisConfig {
                 p.add("redis.address", "required when redis.enabled is true");
             }
             if nodes.len() > 1 && !self.cluster_mode {
-                p.add(
-                    "redis.address",
-                    "several addresses need clusterMode: true (or use redis.sentinel for Sentinel)",
-                );
+                p.add("redis.address", "several addresses need clusterMode: true (or use redis.sentinel for Sentinel)");
             }
         }
         for node in nodes.iter().filter(|n| !n.is_empty()) {
@@ -205,29 +163,18 @@ impl RedisConfig {
             }
         }
         if self.key_prefix.is_empty()
-            || self
-                .key_prefix
-                .contains(|c: char| c.is_whitespace() || c == '*' || c == '?' || c == '[')
+            || self.key_prefix.contains(|c: char| c.is_whitespace() || c == '*' || c == '?' || c == '[')
         {
             p.add(
                 "redis.keyPrefix",
-                format!(
-                    "must be non-empty without spaces or glob characters, got {:?}",
-                    self.key_prefix
-                ),
+                format!("must be non-empty without spaces or glob characters, got {:?}", self.key_prefix),
             );
         }
         if self.pool_size == 0 {
             p.add("redis.poolSize", "must be at least 1");
         }
         if self.min_idle_conns > self.pool_size {
-            p.add(
-                "redis.minIdleConns",
-                format!(
-                    "{} is more than poolSize ({})",
-                    self.min_idle_conns, self.pool_size
-                ),
-            );
+            p.add("redis.minIdleConns", format!("{} is more than poolSize ({})", self.min_idle_conns, self.pool_size));
         }
         for (key, value) in [
             ("redis.poolTimeout", self.pool_timeout),
@@ -240,21 +187,24 @@ impl RedisConfig {
                 p.add(key, "must be greater than 0");
             }
         }
+        if self.hybrid_l1_size == 0 {
+            p.add("redis.hybridL1Size", "must be at least 1");
+        }
+        if self.hybrid_l1_memory_mb == 0 {
+            p.add("redis.hybridL1MemoryMB", "must be at least 1");
+        }
+        if self.hybrid_l1_max_ttl.is_zero() {
+            p.add("redis.hybridL1MaxTTL", "must be greater than 0");
+        }
         if self.circuit_breaker_threshold == 0 {
             p.add("redis.circuitBreakerThreshold", "must be at least 1");
         }
 
         let tls = &self.tls;
         if tls.cert_file.is_empty() != tls.key_file.is_empty() {
-            let (missing, given) = if tls.cert_file.is_empty() {
-                ("certFile", "keyFile")
-            } else {
-                ("keyFile", "certFile")
-            };
-            p.add(
-                format!("redis.tls.{missing}"),
-                format!("required when redis.tls.{given} is set"),
-            );
+            let (missing, given) =
+                if tls.cert_file.is_empty() { ("certFile", "keyFile") } else { ("keyFile", "certFile") };
+            p.add(format!("redis.tls.{missing}"), format!("required when redis.tls.{given} is set"));
         }
         // Whether the files exist and parse is checked when the Redis client is built at
         // start-up, keeping this function free of I/O.
@@ -270,16 +220,10 @@ impl RedisConfig {
 
         if self.cluster_mode {
             if self.db != 0 {
-                p.add(
-                    "redis.db",
-                    "must be 0 in cluster mode (Redis Cluster has one database)",
-                );
+                p.add("redis.db", "must be 0 in cluster mode (Redis Cluster has one database)");
             }
             if self.sentinel.enabled() {
-                p.add(
-                    "redis.sentinel.masterName",
-                    "cannot be combined with clusterMode",
-                );
+                p.add("redis.sentinel.masterName", "cannot be combined with clusterMode");
             }
         } else {
             for (key, on) in [
@@ -294,24 +238,15 @@ impl RedisConfig {
         }
         if self.sentinel.enabled() {
             if self.sentinel.addresses.is_empty() {
-                p.add(
-                    "redis.sentinel.addresses",
-                    "required when redis.sentinel.masterName is set",
-                );
+                p.add("redis.sentinel.addresses", "required when redis.sentinel.masterName is set");
             }
             for (i, addr) in self.sentinel.addresses.iter().enumerate() {
                 if !is_host_port(addr) {
-                    p.add(
-                        format!("redis.sentinel.addresses[{i}]"),
-                        format!("must be host:port, got {addr:?}"),
-                    );
+                    p.add(format!("redis.sentinel.addresses[{i}]"), format!("must be host:port, got {addr:?}"));
                 }
             }
         } else if !self.sentinel.addresses.is_empty() {
-            p.add(
-                "redis.sentinel.masterName",
-                "required when redis.sentinel.addresses is set",
-            );
+            p.add("redis.sentinel.masterName", "required when redis.sentinel.addresses is set");
         }
     }
 }
@@ -350,10 +285,7 @@ fn path_or_url(value: &str) -> Result<(), String> {
 }
 
 fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn is_cookie_name_char(c: char) -> bool {
@@ -364,11 +296,7 @@ fn is_cookie_domain(domain: &str) -> bool {
     let domain = domain.strip_prefix('.').unwrap_or(domain);
     !domain.is_empty()
         && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 

@@ -3,8 +3,8 @@
 
 use crate::authz::{AuthRequest, Authorizer, Decision, Outcome};
 use envoy_types::ext_authz::v3::pb::{
-    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
-    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
+    HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::google::rpc;
 use std::collections::HashMap;
@@ -25,20 +25,12 @@ impl ExtAuthz {
 
 #[tonic::async_trait]
 impl Authorization for ExtAuthz {
-    async fn check(
-        &self,
-        request: Request<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
+    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let decision = match auth_request(request.get_ref()) {
             Some(auth_request) => self.authorizer.decide(&auth_request).await,
             None => Decision::no_http_attributes(),
         };
-        tracing::debug!(
-            decision = decision.outcome.as_str(),
-            reason = decision.reason,
-            transport = "grpc",
-            "check"
-        );
+        tracing::debug!(decision = decision.outcome.as_str(), reason = decision.reason, transport = "grpc", "check");
         Ok(Response::new(check_response(decision)))
     }
 }
@@ -46,11 +38,8 @@ impl Authorization for ExtAuthz {
 /// The HTTP request inside a Check, or `None` when there is none (TCP ext_authz filter).
 pub fn auth_request(check: &CheckRequest) -> Option<AuthRequest> {
     let http = check.attributes.as_ref()?.request.as_ref()?.http.as_ref()?;
-    let mut headers: HashMap<String, String> = http
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-        .collect();
+    let mut headers: HashMap<String, String> =
+        http.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
     // Envoy sends `header_map` instead of `headers` when `encode_raw_headers` is on.
     if let Some(map) = &http.header_map {
         for header in &map.headers {
@@ -68,24 +57,15 @@ pub fn auth_request(check: &CheckRequest) -> Option<AuthRequest> {
                 .or_insert(value);
         }
     }
-    let host = if http.host.is_empty() {
-        headers.get(":authority").cloned().unwrap_or_default()
-    } else {
-        http.host.clone()
-    };
+    let host =
+        if http.host.is_empty() { headers.get(":authority").cloned().unwrap_or_default() } else { http.host.clone() };
     // The query string is part of `path`; `query` is documented but left empty by Envoy.
     let path = if http.query.is_empty() || http.path.contains('?') {
         http.path.clone()
     } else {
         format!("{}?{}", http.path, http.query)
     };
-    Some(AuthRequest {
-        method: http.method.clone(),
-        scheme: http.scheme.clone(),
-        host,
-        path,
-        headers,
-    })
+    Some(AuthRequest { method: http.method.clone(), scheme: http.scheme.clone(), host, path, headers })
 }
 
 /// The ext_authz answer for a decision.
@@ -97,11 +77,7 @@ pub fn check_response(decision: Decision) -> CheckResponse {
         (_, 403) => Code::PermissionDenied,
         _ => Code::Unauthenticated,
     };
-    let status = Some(rpc::Status {
-        code: code as i32,
-        message: decision.reason.to_owned(),
-        details: Vec::new(),
-    });
+    let status = Some(rpc::Status { code: code as i32, message: decision.reason.to_owned(), details: Vec::new() });
     let http_response = match decision.outcome {
         Outcome::Allow => HttpResponse::OkResponse(OkHttpResponse {
             headers: decision
@@ -116,18 +92,12 @@ pub fn check_response(decision: Decision) -> CheckResponse {
         // No status: the proxy's `status_on_error` decides what the client sees.
         Outcome::Error => HttpResponse::ErrorResponse(denied(decision, false)),
     };
-    CheckResponse {
-        status,
-        http_response: Some(http_response),
-        dynamic_metadata: None,
-    }
+    CheckResponse { status, http_response: Some(http_response), dynamic_metadata: None }
 }
 
 fn denied(decision: Decision, with_status: bool) -> DeniedHttpResponse {
     DeniedHttpResponse {
-        status: with_status.then_some(HttpStatus {
-            code: i32::from(decision.status),
-        }),
+        status: with_status.then_some(HttpStatus { code: i32::from(decision.status) }),
         // `append` unset (append_action default): Envoy 1.40 drops `append: true` headers the
         // request does not carry, several Set-Cookie headers included.
         headers: decision
@@ -142,11 +112,7 @@ fn denied(decision: Decision, with_status: bool) -> DeniedHttpResponse {
 #[allow(deprecated)] // `append` is the deprecated twin of `append_action`; we leave it unset.
 fn header(key: String, value: String, action: HeaderAppendAction) -> HeaderValueOption {
     HeaderValueOption {
-        header: Some(HeaderValue {
-            key,
-            value,
-            raw_value: Vec::new(),
-        }),
+        header: Some(HeaderValue { key, value, raw_value: Vec::new() }),
         append: None,
         append_action: action as i32,
         keep_empty_value: false,
@@ -182,11 +148,7 @@ mod tests {
     fn translates_the_http_attributes() {
         let request = auth_request(&check("/a?b=1", "")).unwrap();
         assert_eq!(
-            (
-                request.method.as_str(),
-                request.host.as_str(),
-                request.path.as_str()
-            ),
+            (request.method.as_str(), request.host.as_str(), request.path.as_str()),
             ("GET", "app.example", "/a?b=1")
         );
         assert_eq!(request.header("accept"), Some("text/html"));
@@ -206,11 +168,6 @@ mod tests {
             panic!("denied response expected")
         };
         assert_eq!(denied.status.unwrap().code, 401);
-        assert!(
-            denied
-                .headers
-                .iter()
-                .any(|h| h.header.as_ref().unwrap().key == "www-authenticate")
-        );
+        assert!(denied.headers.iter().any(|h| h.header.as_ref().unwrap().key == "www-authenticate"));
     }
 }

@@ -12,8 +12,7 @@ use tokio::net::TcpListener;
 use tonic_health::server::HealthReporter;
 
 /// The ext_authz descriptor set compiled by `build.rs` from `proto/`.
-pub const EXT_AUTHZ_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/ext_authz_descriptor.bin"));
+pub const EXT_AUTHZ_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ext_authz_descriptor.bin"));
 
 /// Name under which gRPC health reports the ext_authz service.
 pub const AUTHORIZATION_SERVICE: &str = "envoy.service.auth.v3.Authorization";
@@ -25,17 +24,11 @@ pub async fn serve(
     listener: TcpListener,
     authorizer: Arc<Authorizer>,
     health: HealthReporter,
-    health_service: tonic_health::pb::health_server::HealthServer<
-        impl tonic_health::pb::health_server::Health,
-    >,
+    health_service: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    health
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
-    health
-        .set_service_status(AUTHORIZATION_SERVICE, tonic_health::ServingStatus::Serving)
-        .await;
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health.set_service_status(AUTHORIZATION_SERVICE, tonic_health::ServingStatus::Serving).await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(EXT_AUTHZ_DESCRIPTOR_SET)
@@ -52,9 +45,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(
-            authorizer,
-        )))
+        .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(authorizer)))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,

@@ -26,17 +26,10 @@ async fn healthz(State(health): State<Arc<HealthState>>) -> impl IntoResponse {
 
 async fn readyz(State(health): State<Arc<HealthState>>) -> impl IntoResponse {
     let readiness = health.readiness();
-    let status = if readiness.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(readiness))
 }
 
 async fn metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
-        String::new(),
-    )
+    ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], String::new())
 }

@@ -19,35 +19,20 @@ use std::sync::Arc;
 pub const AUTH_PATH: &str = "/auth";
 
 pub fn router(authorizer: Arc<Authorizer>) -> Router {
-    Router::new()
-        .route(AUTH_PATH, any(forward_auth))
-        .with_state(authorizer)
+    Router::new().route(AUTH_PATH, any(forward_auth)).with_state(authorizer)
 }
 
-async fn forward_auth(
-    State(authorizer): State<Arc<Authorizer>>,
-    method: Method,
-    headers: HeaderMap,
-) -> Response {
+async fn forward_auth(State(authorizer): State<Arc<Authorizer>>, method: Method, headers: HeaderMap) -> Response {
     let request = auth_request(&method, &headers);
     let decision = authorizer.decide(&request).await;
-    tracing::debug!(
-        decision = decision.outcome.as_str(),
-        reason = decision.reason,
-        transport = "http",
-        "check"
-    );
+    tracing::debug!(decision = decision.outcome.as_str(), reason = decision.reason, transport = "http", "check");
     http_response(decision)
 }
 
 /// The original request, as the proxy describes it.
 pub fn auth_request(method: &Method, headers: &HeaderMap) -> AuthRequest {
-    let get = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
-            .map(str::to_owned)
-    };
+    let get =
+        |names: &[&str]| names.iter().find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok())).map(str::to_owned);
     let mut map = std::collections::HashMap::new();
     for (name, value) in headers {
         if let Ok(value) = value.to_str() {
@@ -60,8 +45,7 @@ pub fn auth_request(method: &Method, headers: &HeaderMap) -> AuthRequest {
         }
     }
     AuthRequest {
-        method: get(&["x-forwarded-method", "x-original-method"])
-            .unwrap_or_else(|| method.to_string()),
+        method: get(&["x-forwarded-method", "x-original-method"]).unwrap_or_else(|| method.to_string()),
         scheme: get(&["x-forwarded-proto"]).unwrap_or_else(|| "http".to_owned()),
         host: get(&["x-forwarded-host", "host"]).unwrap_or_default(),
         path: get(&["x-forwarded-uri", "x-original-uri"]).unwrap_or_else(|| "/".to_owned()),
@@ -74,10 +58,9 @@ pub fn http_response(decision: Decision) -> Response {
     let (status, headers) = match decision.outcome {
         Outcome::Allow => (StatusCode::OK, decision.upstream_headers),
         Outcome::Error => (StatusCode::SERVICE_UNAVAILABLE, decision.response_headers),
-        Outcome::Deny | Outcome::Redirect => (
-            StatusCode::from_u16(decision.status).unwrap_or(StatusCode::FORBIDDEN),
-            decision.response_headers,
-        ),
+        Outcome::Deny | Outcome::Redirect => {
+            (StatusCode::from_u16(decision.status).unwrap_or(StatusCode::FORBIDDEN), decision.response_headers)
+        }
     };
     let mut response = (status, decision.body).into_response();
     for (name, value) in headers {
@@ -101,12 +84,7 @@ mod tests {
         headers.insert("x-forwarded-uri", HeaderValue::from_static("/x?y=1"));
         let request = auth_request(&Method::GET, &headers);
         assert_eq!(
-            (
-                request.method.as_str(),
-                request.scheme.as_str(),
-                request.host.as_str(),
-                request.path.as_str()
-            ),
+            (request.method.as_str(), request.scheme.as_str(), request.host.as_str(), request.path.as_str()),
             ("POST", "https", "app.example", "/x?y=1")
         );
     }
@@ -118,11 +96,7 @@ mod tests {
         headers.insert("x-original-uri", HeaderValue::from_static("/private"));
         let request = auth_request(&Method::GET, &headers);
         assert_eq!(
-            (
-                request.host.as_str(),
-                request.path.as_str(),
-                request.method.as_str()
-            ),
+            (request.host.as_str(), request.path.as_str(), request.method.as_str()),
             ("app.example", "/private", "GET")
         );
     }

@@ -4,10 +4,7 @@ use crate::support::Authgate;
 
 #[tokio::test]
 async fn the_bridge_gives_the_same_decisions_as_check() {
-    let authgate = Authgate::builder()
-        .key("excludedURLs", "[/public]")
-        .start()
-        .await;
+    let authgate = Authgate::builder().key("excludedURLs", "[/public]").start().await;
     let client = reqwest::Client::new();
     let auth = format!("http://{}/auth", authgate.http);
 
@@ -22,26 +19,11 @@ async fn the_bridge_gives_the_same_decisions_as_check() {
         .unwrap();
     assert_eq!(allowed.status(), 200);
 
-    let denied = client
-        .get(&auth)
-        .header("X-Forwarded-Uri", "/private")
-        .send()
-        .await
-        .unwrap();
+    let denied = client.get(&auth).header("X-Forwarded-Uri", "/private").send().await.unwrap();
     assert_eq!(denied.status(), 401);
-    assert!(
-        denied.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Bearer")
-    );
+    assert!(denied.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
 
     // nginx's convention.
-    let nginx = client
-        .get(&auth)
-        .header("X-Original-URI", "/public/x")
-        .send()
-        .await
-        .unwrap();
+    let nginx = client.get(&auth).header("X-Original-URI", "/public/x").send().await.unwrap();
     assert_eq!(nginx.status(), 200);
 }

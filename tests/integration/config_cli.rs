@@ -13,11 +13,7 @@ fn authgate(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/config")
-        .join(name)
-        .display()
-        .to_string()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config").join(name).display().to_string()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -26,36 +22,20 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn three_mistakes_give_three_errors_and_a_failure_exit() {
-    let out = authgate(
-        &[
-            "check-config",
-            "--config",
-            &fixture("invalid/three_mistakes.yaml"),
-        ],
-        &[],
-    );
+    let out = authgate(&["check-config", "--config", &fixture("invalid/three_mistakes.yaml")], &[]);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     let problems: Vec<&str> = stderr.lines().filter(|l| l.starts_with("  ")).collect();
     assert_eq!(problems.len(), 3, "{stderr}");
-    assert!(
-        stderr.contains("invalid configuration (3 problems)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("invalid configuration (3 problems)"), "{stderr}");
 }
 
 #[test]
 fn the_environment_shows_in_the_effective_configuration() {
-    let out = authgate(
-        &["check-config", "--config", &fixture("seed-example.yaml")],
-        &[("REDIS_ADDRESS", "h:1")],
-    );
+    let out = authgate(&["check-config", "--config", &fixture("seed-example.yaml")], &[("REDIS_ADDRESS", "h:1")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(
-        stdout.lines().any(|l| l == "redis.address: h:1"),
-        "{stdout}"
-    );
+    assert!(stdout.lines().any(|l| l == "redis.address: h:1"), "{stdout}");
 }
 
 #[test]
@@ -71,52 +51,30 @@ fn secrets_are_redacted() {
     let key = "a-session-key-that-must-never-be-printed";
     let out = authgate(
         &["check-config", "--config", &fixture("seed-example.yaml")],
-        &[
-            ("AUTHGATE_SESSION_ENCRYPTION_KEY", key),
-            ("REDIS_PASSWORD", "redis-password-value"),
-        ],
+        &[("AUTHGATE_SESSION_ENCRYPTION_KEY", key), ("REDIS_PASSWORD", "redis-password-value")],
     );
     assert!(out.status.success());
     let all = text(&out.stdout) + &text(&out.stderr);
-    assert!(
-        !all.contains(key)
-            && !all.contains("redis-password-value")
-            && !all.contains("your-client-secret")
-    );
+    assert!(!all.contains(key) && !all.contains("redis-password-value") && !all.contains("your-client-secret"));
     assert!(all.contains("sessionEncryptionKey: <redacted>"));
 }
 
 #[test]
 fn the_config_file_can_come_from_the_environment() {
-    let out = authgate(
-        &["check-config"],
-        &[("AUTHGATE_CONFIG", &fixture("seed-example.yaml"))],
-    );
+    let out = authgate(&["check-config"], &[("AUTHGATE_CONFIG", &fixture("seed-example.yaml"))]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
-    let out = authgate(
-        &["check-config", "--config", "/nonexistent/authgate.yaml"],
-        &[],
-    );
+    let out = authgate(&["check-config", "--config", "/nonexistent/authgate.yaml"], &[]);
     assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("/nonexistent/authgate.yaml: cannot read configuration file")
-    );
+    assert!(text(&out.stderr).contains("/nonexistent/authgate.yaml: cannot read configuration file"));
 }
 
 #[test]
 fn serve_refuses_an_invalid_configuration() {
-    let out = authgate(
-        &[
-            "serve",
-            "--config",
-            &fixture("invalid/short_session_key.yaml"),
-        ],
-        &[],
-    );
+    let out = authgate(&["serve", "--config", &fixture("invalid/short_session_key.yaml")], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("sessionEncryptionKey: too short"));
 }
@@ -124,13 +82,7 @@ fn serve_refuses_an_invalid_configuration() {
 #[test]
 fn version_and_help() {
     let out = authgate(&["--version"], &[]);
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!("authgate {}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(text(&out.stdout).trim(), format!("authgate {}", env!("CARGO_PKG_VERSION")));
     let help = text(&authgate(&["--help"], &[]).stdout);
-    assert!(
-        help.contains("serve") && help.contains("check-config"),
-        "{help}"
-    );
+    assert!(help.contains("serve") && help.contains("check-config"), "{help}");
 }

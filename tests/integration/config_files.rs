@@ -14,10 +14,7 @@ fn no_env() -> HashMap<String, String> {
 }
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 const VALID: &str = "providerURL: https://idp.example.com/realms/demo
@@ -40,15 +37,9 @@ fn every_invalid_fixture_reports_exactly_its_keys() {
             .split(',')
             .map(|s| s.trim().to_owned())
             .collect();
-        let error = config::load(Some(&path), &no_env())
-            .expect_err(&format!("{} must be rejected", path.display()));
+        let error = config::load(Some(&path), &no_env()).expect_err(&format!("{} must be rejected", path.display()));
         let found: BTreeSet<String> = error.problems.iter().map(|p| p.path.clone()).collect();
-        assert_eq!(
-            found,
-            expected,
-            "{}: problems were:\n{error}",
-            path.display()
-        );
+        assert_eq!(found, expected, "{}: problems were:\n{error}", path.display());
         checked += 1;
     }
     assert!(checked >= 25, "only {checked} invalid fixtures found");
@@ -56,19 +47,12 @@ fn every_invalid_fixture_reports_exactly_its_keys() {
 
 #[test]
 fn all_problems_are_reported_at_once() {
-    let error = config::load(
-        Some(&fixtures().join("invalid/three_mistakes.yaml")),
-        &no_env(),
-    )
-    .unwrap_err();
+    let error = config::load(Some(&fixtures().join("invalid/three_mistakes.yaml")), &no_env()).unwrap_err();
     assert_eq!(error.problems.len(), 3, "{error}");
     let text = error.to_string();
     assert!(text.contains("clientID: required"), "{text}");
     assert!(text.contains("redis.poolSize: invalid type"), "{text}");
-    assert!(
-        text.contains("redis.cacheMode: unknown variant `turbo`"),
-        "{text}"
-    );
+    assert!(text.contains("redis.cacheMode: unknown variant `turbo`"), "{text}");
 }
 
 #[test]
@@ -80,11 +64,7 @@ fn the_seeds_example_configurations_are_accepted() {
     assert_eq!(config.redis.key_prefix, "traefikoidc");
     assert_eq!(config.redis.password.expose(), "your-redis-password");
     assert!(config.redis.tls.enabled);
-    let cluster = config::load(
-        Some(&fixtures().join("seed-cluster-example.yaml")),
-        &no_env(),
-    )
-    .unwrap();
+    let cluster = config::load(Some(&fixtures().join("seed-cluster-example.yaml")), &no_env()).unwrap();
     assert!(cluster.redis.cluster_mode);
     assert_eq!(cluster.effective_cache_mode(), CacheMode::Redis);
 }
@@ -114,10 +94,7 @@ fn the_environment_overrides_the_file() {
     .unwrap();
     assert_eq!(config.redis.address, "env:6380");
     assert_eq!(config.redis.pool_size, 20);
-    assert_eq!(
-        config.redis.min_idle_conns, 2,
-        "keys the environment does not set keep the file's value"
-    );
+    assert_eq!(config.redis.min_idle_conns, 2, "keys the environment does not set keep the file's value");
     assert_eq!(config.redis.read_timeout.get().as_millis(), 250);
     assert!(config.redis.tls.enabled);
     assert_eq!(config.client_id, "from-env");
@@ -134,20 +111,10 @@ fn redis_enabled_false_in_the_environment_rolls_back_to_memory() {
 
 #[test]
 fn bad_environment_values_name_the_variable_and_the_key() {
-    let error = config::load_str(
-        VALID,
-        &env(&[("REDIS_POOL_SIZE", "lots"), ("REDIS_ENABLED", "maybe")]),
-    )
-    .unwrap_err();
+    let error = config::load_str(VALID, &env(&[("REDIS_POOL_SIZE", "lots"), ("REDIS_ENABLED", "maybe")])).unwrap_err();
     let text = error.to_string();
-    assert!(
-        text.contains("redis.poolSize: from REDIS_POOL_SIZE: expected a non-negative integer"),
-        "{text}"
-    );
-    assert!(
-        text.contains("redis.enabled: from REDIS_ENABLED: expected true or false"),
-        "{text}"
-    );
+    assert!(text.contains("redis.poolSize: from REDIS_POOL_SIZE: expected a non-negative integer"), "{text}");
+    assert!(text.contains("redis.enabled: from REDIS_ENABLED: expected true or false"), "{text}");
     assert_eq!(error.problems.len(), 2);
 }
 
@@ -165,12 +132,7 @@ fn every_environment_variable_sets_a_real_key() {
         .map(|line| line.split(": ").next().unwrap().to_owned())
         .collect();
     for variable in ENV_VARIABLES {
-        assert!(
-            keys.contains(variable.path),
-            "{} sets unknown key {}",
-            variable.name,
-            variable.path
-        );
+        assert!(keys.contains(variable.path), "{} sets unknown key {}", variable.name, variable.path);
         // And the loader really applies it.
         let value = match variable.kind {
             EnvKind::Bool => "true",
@@ -188,14 +150,9 @@ fn every_environment_variable_sets_a_real_key() {
             .unwrap();
         let shown = line.split_once(": ").unwrap().1;
         // Either the value shows at its key, or the key rejected it (e.g. "x" is no cache mode).
-        let reached = shown.contains(value)
-            || shown.contains("<redacted>")
-            || problems.iter().any(|p| p.path == variable.path);
-        assert!(
-            reached,
-            "{} did not reach {}: {line}",
-            variable.name, variable.path
-        );
+        let reached =
+            shown.contains(value) || shown.contains("<redacted>") || problems.iter().any(|p| p.path == variable.path);
+        assert!(reached, "{} did not reach {}: {line}", variable.name, variable.path);
     }
 }
 
@@ -226,31 +183,19 @@ fn the_seeds_redis_variables_are_all_read() {
         "REDIS_TLS_INSECURE_SKIP_VERIFY",
     ];
     for name in seed {
-        assert!(
-            ENV_VARIABLES.iter().any(|v| v.name == name),
-            "{name} is not read"
-        );
+        assert!(ENV_VARIABLES.iter().any(|v| v.name == name), "{name} is not read");
     }
 }
 
 #[test]
 fn the_reference_documents_every_key_and_variable() {
-    let reference = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
-    )
-    .unwrap();
+    let reference =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md")).unwrap();
     for line in config::Config::default().effective_lines() {
         let path = line.split(": ").next().unwrap();
-        assert!(
-            reference.contains(&format!("`{path}`")),
-            "docs/configuration.md does not document `{path}`"
-        );
+        assert!(reference.contains(&format!("`{path}`")), "docs/configuration.md does not document `{path}`");
     }
     for variable in ENV_VARIABLES {
-        assert!(
-            reference.contains(variable.name),
-            "docs/configuration.md does not list {}",
-            variable.name
-        );
+        assert!(reference.contains(variable.name), "docs/configuration.md does not list {}", variable.name);
     }
 }

@@ -10,11 +10,7 @@ use tonic_health::pb::health_client::HealthClient;
 async fn sigterm_drains_and_exits_zero() {
     let mut authgate = Authgate::builder().start().await;
     let status = authgate.terminate();
-    assert!(
-        status.success(),
-        "exit status {status}:\n{}",
-        authgate.logs()
-    );
+    assert!(status.success(), "exit status {status}:\n{}", authgate.logs());
     let logs = authgate.logs();
     assert!(logs.contains("shutdown requested: draining"), "{logs}");
     assert!(logs.contains("shutdown complete"), "{logs}");
@@ -39,43 +35,24 @@ async fn health_turns_not_serving_when_shutdown_begins() {
         let _ = stopped.await;
     }));
 
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", addrs.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", addrs.grpc)).unwrap().connect().await.unwrap();
     let mut client = HealthClient::new(channel);
     let mut watch = client
-        .watch(HealthCheckRequest {
-            service: "envoy.service.auth.v3.Authorization".into(),
-        })
+        .watch(HealthCheckRequest { service: "envoy.service.auth.v3.Authorization".into() })
         .await
         .unwrap()
         .into_inner();
     let first = watch.message().await.unwrap().unwrap();
-    assert_eq!(
-        first.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    assert_eq!(first.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
     stop.send(()).unwrap();
-    let next = watch
-        .message()
-        .await
-        .unwrap()
-        .expect("a status change before the stream ends");
-    assert_eq!(
-        next.status,
-        tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
-    );
+    let next = watch.message().await.unwrap().expect("a status change before the stream ends");
+    assert_eq!(next.status, tonic_health::pb::health_check_response::ServingStatus::NotServing as i32);
 
     // The admin listener stops too, and run() returns Ok once the watcher goes away.
     drop(watch);
     drop(client);
     running.await.unwrap().unwrap();
-    assert!(
-        reqwest::get(format!("http://{}/healthz", addrs.admin))
-            .await
-            .is_err()
-    );
+    assert!(reqwest::get(format!("http://{}/healthz", addrs.admin)).await.is_err());
 }

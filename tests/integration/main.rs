@@ -7,6 +7,7 @@ mod support;
 
 mod admin;
 mod bridge;
+mod cache_conformance;
 mod config_cli;
 mod config_files;
 mod envoy_ext_authz;

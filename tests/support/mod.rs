@@ -19,11 +19,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
 }
 
 pub fn repo_root() -> PathBuf {
@@ -36,24 +32,18 @@ pub fn tool(name: &str) -> PathBuf {
     if local.exists() {
         return local;
     }
-    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    }) {
+    if let Some(found) = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file()))
+    {
         return found;
     }
-    panic!(
-        "{name} is not installed: run scripts/install-test-deps.sh (the README's test command does)"
-    );
+    panic!("{name} is not installed: run scripts/install-test-deps.sh (the README's test command does)");
 }
 
 /// Random hex from the kernel, for secrets that must differ per test.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .expect("read /dev/urandom");
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).expect("read /dev/urandom");
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -61,21 +51,14 @@ pub fn random_hex(bytes: usize) -> String {
 pub async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + READY_TIMEOUT;
     while !ready().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not ready within {READY_TIMEOUT:?}"
-        );
+        assert!(Instant::now() < deadline, "{what} not ready within {READY_TIMEOUT:?}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 /// Sends SIGTERM to a child we started (by its PID).
 pub fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("run kill");
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("run kill");
     assert!(status.success(), "kill -TERM {} failed", child.id());
 }
 
@@ -86,11 +69,7 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
         if let Some(status) = child.try_wait().expect("poll child") {
             return status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "process {} did not exit within {timeout:?}",
-            child.id()
-        );
+        assert!(Instant::now() < deadline, "process {} did not exit within {timeout:?}", child.id());
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -122,11 +101,7 @@ impl Authgate {
         keys.insert("forceHTTPS".into(), "false".into());
         keys.insert("logLevel".into(), "debug".into());
         keys.insert("shutdownTimeout".into(), "5".into());
-        AuthgateBuilder {
-            keys,
-            extra: String::new(),
-            env: Vec::new(),
-        }
+        AuthgateBuilder { keys, extra: String::new(), env: Vec::new() }
     }
 
     pub fn base_url(&self, addr: SocketAddr) -> String {
@@ -172,9 +147,8 @@ impl AuthgateBuilder {
     pub async fn start(self) -> Authgate {
         let dir = tempfile::tempdir().expect("temp dir");
         let (grpc, http, admin) = (free_port(), free_port(), free_port());
-        let mut yaml = format!(
-            "grpcAddress: 127.0.0.1:{grpc}\nhttpAddress: 127.0.0.1:{http}\nadminAddress: 127.0.0.1:{admin}\n"
-        );
+        let mut yaml =
+            format!("grpcAddress: 127.0.0.1:{grpc}\nhttpAddress: 127.0.0.1:{http}\nadminAddress: 127.0.0.1:{admin}\n");
         for (key, value) in &self.keys {
             yaml.push_str(&format!("{key}: {value}\n"));
         }
@@ -207,24 +181,12 @@ impl AuthgateBuilder {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = authgate.child.try_wait().unwrap() {
-                panic!(
-                    "authgate exited during start-up ({status}):\n{}",
-                    authgate.logs()
-                );
+                panic!("authgate exited during start-up ({status}):\n{}", authgate.logs());
             }
-            if client
-                .get(&healthz)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
+            if client.get(&healthz).send().await.is_ok_and(|r| r.status().is_success()) {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "authgate not ready:\n{}",
-                authgate.logs()
-            );
+            assert!(Instant::now() < deadline, "authgate not ready:\n{}", authgate.logs());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         authgate
@@ -321,13 +283,7 @@ static_resources:
         let mut child = Command::new(tool("envoy"))
             .arg("-c")
             .arg(&config_path)
-            .args([
-                "--disable-hot-restart",
-                "--log-level",
-                "warn",
-                "--concurrency",
-                "1",
-            ])
+            .args(["--disable-hot-restart", "--log-level", "warn", "--concurrency", "1"])
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
@@ -344,10 +300,7 @@ static_resources:
                 );
             }
             if let Ok(response) = client.get(&ready_url).send().await
-                && response
-                    .text()
-                    .await
-                    .is_ok_and(|body| body.trim() == "LIVE")
+                && response.text().await.is_ok_and(|body| body.trim() == "LIVE")
             {
                 break;
             }
@@ -392,10 +345,7 @@ impl EchoUpstream {
         async fn echo(uri: axum::http::Uri, headers: HeaderMap) -> axum::Json<serde_json::Value> {
             let mut map = serde_json::Map::new();
             for (name, value) in &headers {
-                map.insert(
-                    name.as_str().to_owned(),
-                    value.to_str().unwrap_or("<binary>").into(),
-                );
+                map.insert(name.as_str().to_owned(), value.to_str().unwrap_or("<binary>").into());
             }
             axum::Json(serde_json::json!({ "path": uri.to_string(), "headers": map }))
         }
@@ -432,16 +382,7 @@ impl RedisServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let child = Command::new(tool("redis-server"))
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
             .args(args)
@@ -450,17 +391,10 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn redis-server");
-        let server = RedisServer {
-            child,
-            port,
-            _dir: dir,
-        };
+        let server = RedisServer { child, port, _dir: dir };
         let deadline = Instant::now() + READY_TIMEOUT;
         while !server.ping() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {port} not ready"
-            );
+            assert!(Instant::now() < deadline, "redis-server on {port} not ready");
             std::thread::sleep(Duration::from_millis(10));
         }
         server
@@ -480,9 +414,7 @@ impl RedisServer {
             return false;
         }
         let mut reply = [0u8; 7];
-        stream
-            .read(&mut reply)
-            .is_ok_and(|n| reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH"))
+        stream.read(&mut reply).is_ok_and(|n| reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH"))
     }
 }
 
@@ -490,5 +422,299 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, made with
+/// the `openssl` CLI into a temporary directory.
+pub struct TlsFiles {
+    pub dir: tempfile::TempDir,
+}
+
+impl TlsFiles {
+    pub fn generate() -> TlsFiles {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(dir.path()).output().expect("run openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=authgate test CA",
+        ]);
+        for name in ["server", "client"] {
+            let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+            run(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ]);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ]);
+        }
+        TlsFiles { dir }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+impl RedisServer {
+    /// A TLS-only redis-server that requires client certificates signed by the test CA.
+    pub fn start_tls(tls: &TlsFiles) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Command::new(tool("redis-server"))
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--tls-cert-file", &tls.path("server.pem"), "--tls-key-file", &tls.path("server.key")])
+            .args(["--tls-ca-cert-file", &tls.path("ca.pem"), "--tls-auth-clients", "yes"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let server = RedisServer { child, port, _dir: dir };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        // A TLS port accepts TCP as soon as it listens; that is our readiness signal.
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server (TLS) on {port} not ready");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (e.g. "STOP", "CONT") to this server, by its PID.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Kills the server and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new server on the same port (after [`RedisServer::kill`]).
+    pub fn restart(&mut self) {
+        let again = RedisServer::start_on(self.port, &[]);
+        *self = again;
+    }
+
+    fn start_on(port: u16, args: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let child = Command::new(tool("redis-server"))
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let server = RedisServer { child, port, _dir: dir };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !server.ping() {
+            assert!(Instant::now() < deadline, "redis-server on {port} not ready");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server
+    }
+
+    /// Runs `redis-cli` against this server and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.port, args)
+    }
+}
+
+/// `redis-cli -p PORT ARGS…`, its standard output.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out =
+        Command::new(tool("redis-cli")).args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A 6-node Redis Cluster (3 primaries, 3 replicas) on free ports.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--repl-diskless-sync-delay",
+                    "0",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes.iter().map(RedisServer::address).collect();
+        let out = Command::new(tool("redis-cli"))
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for node in &nodes {
+            while !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "cluster not ok");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Replicas must have finished their first sync for reads from replicas to work.
+        while !nodes.iter().all(|n| {
+            let info = n.cli(&["INFO", "replication"]);
+            info.contains("role:master") || info.contains("master_link_status:up")
+        }) {
+            assert!(Instant::now() < deadline, "cluster replicas not in sync");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisCluster { nodes }
+    }
+
+    /// The seed-node list for `redis.address`.
+    pub fn address(&self) -> String {
+        self.nodes.iter().take(3).map(RedisServer::address).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// One master, one replica and three sentinels monitoring them as `mymaster`.
+pub struct RedisSentinels {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub sentinels: Vec<RedisServer>,
+}
+
+pub const SENTINEL_MASTER: &str = "mymaster";
+
+impl RedisSentinels {
+    pub fn start() -> RedisSentinels {
+        let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+        let replica = RedisServer::start_with(&[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--replicaof",
+            "127.0.0.1",
+            &master.port.to_string(),
+        ]);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !replica.cli(&["INFO", "replication"]).contains("master_link_status:up") {
+            assert!(Instant::now() < deadline, "replica not in sync");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sentinels = (0..3)
+            .map(|_| {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let port = free_port();
+                let conf = dir.path().join("sentinel.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\nsentinel monitor {SENTINEL_MASTER} 127.0.0.1 {} 2\n\
+                         sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\nsentinel failover-timeout {SENTINEL_MASTER} 5000\n\
+                         sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
+                        master.port
+                    ),
+                )
+                .unwrap();
+                let child = Command::new(tool("redis-server"))
+                    .arg(&conf)
+                    .arg("--sentinel")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn redis-sentinel");
+                let server = RedisServer { child, port, _dir: dir };
+                while !server.ping() {
+                    assert!(Instant::now() < deadline, "sentinel not ready");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                server
+            })
+            .collect::<Vec<_>>();
+        // Every sentinel must know the replica and the other sentinels before a failover.
+        for sentinel in &sentinels {
+            while !(sentinel.cli(&["SENTINEL", "REPLICAS", SENTINEL_MASTER]).contains(&replica.port.to_string())
+                && sentinel.cli(&["SENTINEL", "SENTINELS", SENTINEL_MASTER]).matches("runid").count() >= 2)
+            {
+                assert!(Instant::now() < deadline, "sentinels did not discover each other");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisSentinels { master, replica, sentinels }
+    }
+
+    pub fn addresses(&self) -> Vec<String> {
+        self.sentinels.iter().map(RedisServer::address).collect()
+    }
+
+    /// The port the sentinels currently name as master.
+    pub fn current_master_port(&self) -> u16 {
+        let out = self.sentinels[0].cli(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER]);
+        out.lines().nth(1).and_then(|p| p.trim().parse().ok()).unwrap_or(0)
     }
 }
