@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod routing;
+mod sentinel;
 
 /// Releases a lock only if we still own it.
 const COMPARE_AND_DELETE: &str = r"
@@ -106,11 +107,14 @@ pub(crate) struct Subscription {
     _connection: Connection,
 }
 
-/// A pooled connection and the flag that retires it.
+/// A pooled connection and what retires it: its own `broken` flag, or an `epoch` older
+/// than the store's (bumped when Sentinel announces a new master, or when a socket dies
+/// and its siblings to the same server are suspect).
 #[derive(Clone)]
 struct Pooled {
     connection: Connection,
     broken: Arc<AtomicBool>,
+    epoch: u64,
 }
 
 enum Target {
@@ -125,6 +129,7 @@ struct Manager {
     target: Target,
     dial_timeout: Duration,
     read_timeout: Duration,
+    epoch: Arc<AtomicU64>,
 }
 
 impl Manager {
@@ -179,8 +184,9 @@ impl bb8::ManageConnection for SharedManager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Pooled, RedisError> {
+        let epoch = self.0.epoch.load(Ordering::SeqCst);
         let connection = self.0.open(None).await?;
-        Ok(Pooled { connection, broken: Arc::new(AtomicBool::new(false)) })
+        Ok(Pooled { connection, broken: Arc::new(AtomicBool::new(false)), epoch })
     }
 
     async fn is_valid(&self, conn: &mut Pooled) -> Result<(), RedisError> {
@@ -188,7 +194,7 @@ impl bb8::ManageConnection for SharedManager {
     }
 
     fn has_broken(&self, conn: &mut Pooled) -> bool {
-        conn.broken.load(Ordering::Relaxed)
+        conn.broken.load(Ordering::Relaxed) || conn.epoch != self.0.epoch.load(Ordering::SeqCst)
     }
 }
 
@@ -229,6 +235,10 @@ fn breaks_connection(error: &RedisError) -> bool {
         || matches!(error.kind(), ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown))
 }
 
+fn is_readonly(error: &RedisError) -> bool {
+    matches!(error.kind(), ErrorKind::Server(ServerErrorKind::ReadOnly))
+}
+
 /// Pool figures for `/healthz` and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolFigures {
@@ -242,6 +252,9 @@ pub struct PoolFigures {
 pub struct RedisStore {
     pool: bb8::Pool<SharedManager>,
     manager: Arc<Manager>,
+    connecting: tokio::sync::Mutex<()>,
+    /// Stops the Sentinel watchers when the store is dropped.
+    _watchers: tokio_util::sync::DropGuard,
     prefix: String,
     read_timeout: Duration,
     max_retries: u32,
@@ -411,11 +424,17 @@ impl RedisStore {
     /// start-up error); connects lazily (Redis being down is not).
     pub fn new(config: &RedisConfig) -> Result<Self, CacheError> {
         install_crypto_provider();
+        let epoch = Arc::new(AtomicU64::new(0));
         let manager = Arc::new(Manager {
             target: target(config)?,
             dial_timeout: config.dial_timeout.get(),
             read_timeout: config.read_timeout.get(),
+            epoch: epoch.clone(),
         });
+        let stop_watchers = tokio_util::sync::CancellationToken::new();
+        if config.sentinel.enabled() {
+            sentinel::watch_switches(config, epoch, stop_watchers.clone())?;
+        }
         let pool = bb8::Pool::builder()
             .max_size(config.pool_size.max(1))
             .min_idle(config.min_idle_conns)
@@ -431,6 +450,8 @@ impl RedisStore {
         Ok(RedisStore {
             pool,
             manager,
+            connecting: tokio::sync::Mutex::new(()),
+            _watchers: stop_watchers.drop_guard(),
             prefix: format!("{}:", config.key_prefix),
             read_timeout: config.read_timeout.get(),
             max_retries: config.max_retries,
@@ -466,6 +487,21 @@ impl RedisStore {
     }
 
     async fn connection(&self) -> Result<Pooled, CacheError> {
+        // With no connection at all (start-up, or every socket died with Redis), connect
+        // here: bb8 would make us wait the whole poolTimeout for a connection that cannot
+        // be made, and the breaker must hear about a refused connection at once.
+        if self.pool.state().connections == 0 {
+            // One request connects; the others wait for it and then share the pool.
+            let _connecting = self.connecting.lock().await;
+            if self.pool.state().connections == 0 {
+                let epoch = self.manager.epoch.load(Ordering::SeqCst);
+                let connection = self.manager.open(None).await.map_err(|e| classify(&e, self.read_timeout))?;
+                let pooled = Pooled { connection, broken: Arc::new(AtomicBool::new(false)), epoch };
+                // If the pool filled up meanwhile, this connection serves one request.
+                let _ = self.pool.add(pooled.clone());
+                return Ok(pooled);
+            }
+        }
         loop {
             let pooled = self.pool.get().await.map_err(|e| match e {
                 bb8::RunError::User(e) => classify(&e, self.read_timeout),
@@ -474,7 +510,11 @@ impl RedisStore {
                 }
             })?;
             let conn = pooled.clone();
-            // Returning a broken connection makes the pool drop it; then take another.
+            // Returning a retired connection makes the pool drop it; then take another.
+            if conn.epoch != self.manager.epoch.load(Ordering::SeqCst) {
+                conn.broken.store(true, Ordering::Relaxed);
+                continue;
+            }
             if !conn.broken.load(Ordering::Relaxed) {
                 return Ok(conn);
             }
@@ -508,6 +548,12 @@ impl RedisStore {
                 Err(error) => {
                     if breaks_connection(&error) {
                         conn.broken.store(true, Ordering::Relaxed);
+                    }
+                    // A dead socket or a demoted master: the other connections to the same
+                    // server are suspect too (cluster connections reconnect per node themselves).
+                    let server_gone = error.is_io_error() || error.is_connection_dropped() || is_readonly(&error);
+                    if server_gone && !self.cluster && conn.epoch == self.manager.epoch.load(Ordering::SeqCst) {
+                        self.manager.epoch.fetch_add(1, Ordering::SeqCst);
                     }
                     let classified = classify(&error, self.read_timeout);
                     // A timeout is not retried: it would multiply the caller's wait.

@@ -8,6 +8,7 @@ mod support;
 mod admin;
 mod bridge;
 mod cache_conformance;
+mod cache_resilience;
 mod config_cli;
 mod config_files;
 mod envoy_ext_authz;
