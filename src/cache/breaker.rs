@@ -13,8 +13,8 @@
 //! ([`CacheError::counts_as_failure`]): a timeout does, a missing key or a rejected
 //! command does not. While the breaker is not closed, [`BreakerStore`] serves every
 //! operation from its memory fallback without trying Redis, except for the single trial
-//! request of the half-open state. A background probe also sends that trial when there is
-//! no traffic, so the breaker closes by itself once Redis is back.
+//! request of the half-open state. A periodic health check goes through the breaker too,
+//! so it opens without traffic and closes by itself once Redis is back.
 
 use super::memory::MemoryStore;
 use super::{CacheError, Store, Tier};
@@ -214,9 +214,11 @@ impl BreakerStore {
         self.fallback.as_ref()
     }
 
-    /// While the breaker is open, sends the half-open trial (a PING) every `interval`, so
-    /// the breaker closes without waiting for traffic. Ends when the store is dropped.
-    pub fn spawn_probe(self: &Arc<Self>, interval: Duration) {
+    /// Checks the primary's health through the breaker every `interval`: a failure counts
+    /// like a failed request (so the breaker opens without traffic), and while open the
+    /// check is the half-open trial (so it closes by itself once Redis is back). Ends when
+    /// the store is dropped.
+    pub fn spawn_health_checks(self: &Arc<Self>, interval: Duration) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
@@ -224,9 +226,6 @@ impl BreakerStore {
             loop {
                 ticker.tick().await;
                 let Some(store) = weak.upgrade() else { return };
-                if store.breaker.state() == CircuitState::Closed {
-                    continue;
-                }
                 let permit = store.breaker.permit();
                 if permit == Permit::Rejected {
                     continue;

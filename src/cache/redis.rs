@@ -262,6 +262,7 @@ pub struct RedisStore {
     /// Round-trip time of the last successful health check, in microseconds.
     latency_micros: AtomicU64,
     connected: AtomicBool,
+    health_checks: AtomicU64,
     cluster: bool,
     compare_and_delete: redis::Script,
     compare_and_expire: redis::Script,
@@ -458,6 +459,7 @@ impl RedisStore {
             in_flight: AtomicU64::new(0),
             latency_micros: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            health_checks: AtomicU64::new(0),
             cluster: config.cluster_mode,
             compare_and_delete: redis::Script::new(COMPARE_AND_DELETE),
             compare_and_expire: redis::Script::new(COMPARE_AND_EXPIRE),
@@ -479,6 +481,11 @@ impl RedisStore {
         let total = u64::from(state.connections);
         let active = self.in_flight.load(Ordering::Relaxed).min(total);
         PoolFigures { active, idle: total - active, total }
+    }
+
+    /// Whether a health check has completed at all.
+    pub fn health_checked(&self) -> bool {
+        self.health_checks.load(Ordering::Relaxed) > 0
     }
 
     /// Whether the last health check succeeded, and its round-trip time.
@@ -784,6 +791,7 @@ impl Store for RedisStore {
                 .store(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
         }
         self.connected.store(ok, Ordering::Relaxed);
+        self.health_checks.fetch_add(1, Ordering::Relaxed);
         result
     }
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 const MB: u64 = 1024 * 1024;
 
-/// How often Redis is PINGed for `/healthz` (latency, connected) and the breaker probe.
-pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often Redis is PINGed (through the breaker) for `/healthz` and the breaker.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The cache of a running server and the parts `/healthz` and the metrics look into.
 pub struct CacheSystem {
@@ -75,8 +75,8 @@ impl CacheSystem {
         ));
         let fallback = redis_config.memory_fallback.then(|| memory.clone());
         let guarded = Arc::new(BreakerStore::new(primary, fallback, breaker.clone()));
-        guarded.spawn_probe(redis_config.circuit_breaker_timeout.get().min(HEALTH_INTERVAL));
-        spawn_health_checks(Arc::downgrade(&redis), mode, redis_config.address.clone());
+        guarded.spawn_health_checks(redis_config.circuit_breaker_timeout.get().min(HEALTH_INTERVAL));
+        log_initialization(Arc::downgrade(&redis), mode, redis_config.address.clone());
 
         Ok(CacheSystem {
             cache: Cache::new(guarded),
@@ -140,26 +140,22 @@ fn format_latency(latency: Duration) -> String {
     }
 }
 
-/// PINGs Redis periodically for the health figures; logs "Redis cache initialized" on the
-/// first success.
-fn spawn_health_checks(redis: std::sync::Weak<RedisStore>, mode: CacheMode, address: String) {
+/// Logs "Redis cache initialized" once the first health check has succeeded (or that
+/// Redis is not reachable yet), from the figures the breaker's health checks record.
+fn log_initialization(redis: std::sync::Weak<RedisStore>, mode: CacheMode, address: String) {
     tokio::spawn(async move {
-        let mut initialized = false;
-        let mut ticker = tokio::time::interval(HEALTH_INTERVAL);
+        let mut warned = false;
         loop {
-            ticker.tick().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             let Some(redis) = redis.upgrade() else { return };
-            match redis.health().await {
-                Ok(()) if !initialized => {
-                    initialized = true;
-                    let (_, latency) = redis.last_health();
-                    tracing::info!(mode = mode.as_str(), %address, latency = %format_latency(latency), "Redis cache initialized");
-                }
-                Ok(()) => {}
-                Err(error) if !initialized => {
-                    tracing::warn!(%address, %error, "redis not reachable yet; serving from memory until it is")
-                }
-                Err(error) => tracing::debug!(%error, "redis health check failed"),
+            let (connected, latency) = redis.last_health();
+            if connected {
+                tracing::info!(mode = mode.as_str(), %address, latency = %format_latency(latency), "Redis cache initialized");
+                return;
+            }
+            if !warned && redis.health_checked() {
+                warned = true;
+                tracing::warn!(%address, "redis not reachable yet; serving from memory until it is");
             }
         }
     });

@@ -26,3 +26,74 @@ async fn readyz_and_metrics_answer() {
     let missing = reqwest::get(format!("http://{}/nope", authgate.admin)).await.unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+async fn healthz(authgate: &Authgate) -> serde_json::Value {
+    reqwest::get(format!("http://{}/healthz", authgate.admin)).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn healthz_follows_redis_down_and_back_with_the_seeds_log_lines() {
+    let mut redis = crate::support::RedisServer::start();
+    let authgate = Authgate::builder()
+        .yaml(&format!(
+            "redis:\n  enabled: true\n  address: {}\n  cacheMode: hybrid\n  circuitBreakerThreshold: 2\n  circuitBreakerTimeout: 1\n  dialTimeout: 1",
+            redis.address()
+        ))
+        .start()
+        .await;
+    crate::support::wait_until("redis connected in /healthz", async || {
+        healthz(&authgate).await["cache"]["redis"]["connected"] == true
+    })
+    .await;
+    let health = healthz(&authgate).await;
+    assert_eq!(health["status"], "healthy", "{health}");
+    assert_eq!(health["cache"]["mode"], "hybrid");
+    assert_eq!(health["cache"]["circuit_breaker"]["state"], "closed");
+    assert!(health["cache"]["redis"]["pool"]["total"].as_u64().unwrap() >= 1, "{health}");
+    assert!(health["cache"]["redis"]["latency"].as_str().unwrap().ends_with('s'), "{health}");
+
+    redis.kill();
+    crate::support::wait_until("breaker open", async || {
+        healthz(&authgate).await["cache"]["circuit_breaker"]["state"] == "open"
+    })
+    .await;
+    let health = healthz(&authgate).await;
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["cache"]["redis"]["connected"], false);
+    // Serving from memory is still ready.
+    assert_eq!(reqwest::get(format!("http://{}/readyz", authgate.admin)).await.unwrap().status(), 200);
+
+    redis.restart();
+    crate::support::wait_until("breaker closed", async || {
+        healthz(&authgate).await["cache"]["circuit_breaker"]["state"] == "closed"
+    })
+    .await;
+    let logs = authgate.logs();
+    for line in [
+        "Redis cache initialized",
+        "Circuit breaker opened",
+        "Falling back to memory cache",
+        "Redis connection restored",
+    ] {
+        assert!(logs.contains(line), "missing log line {line:?}:\n{logs}");
+    }
+    assert_eq!(logs.matches("Circuit breaker opened").count(), 1, "a state change is logged once:\n{logs}");
+}
+
+#[tokio::test]
+async fn readyz_fails_while_the_breaker_is_open_without_fallback() {
+    let mut redis = crate::support::RedisServer::start();
+    let authgate = Authgate::builder()
+        .yaml(&format!(
+            "redis:\n  enabled: true\n  address: {}\n  cacheMode: redis\n  memoryFallback: false\n  circuitBreakerThreshold: 1\n  circuitBreakerTimeout: 30",
+            redis.address()
+        ))
+        .start()
+        .await;
+    let readyz = format!("http://{}/readyz", authgate.admin);
+    assert_eq!(reqwest::get(&readyz).await.unwrap().status(), 200);
+    redis.kill();
+    crate::support::wait_until("not ready", async || reqwest::get(&readyz).await.unwrap().status() == 503).await;
+    let body: serde_json::Value = reqwest::get(&readyz).await.unwrap().json().await.unwrap();
+    assert!(body["reasons"][0].as_str().unwrap().contains("memoryFallback is false"), "{body}");
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Regenerates the key tables of docs/configuration.md from the doc comments in
+src/config/mod.rs and the variable table in src/config/env.rs. The prose before the first
+table and after the last one is kept. Run after adding or changing a configuration key;
+the test `the_reference_documents_every_key_and_variable` fails until you do."""
+import re
+import pathlib
+
+root = pathlib.Path(__file__).resolve().parent.parent
+src = (root / "src/config/mod.rs").read_text()
+env_src = (root / "src/config/env.rs").read_text()
+doc_path = root / "docs/configuration.md"
+doc = doc_path.read_text()
+
+structs = {"Config": "", "RedisConfig": "redis.", "RedisTlsConfig": "redis.tls.", "SentinelConfig": "redis.sentinel."}
+titles = {
+    "Config": "Top-level keys",
+    "RedisConfig": "`redis` (the seed's block, plus `username`, `sentinel`, hybrid and fallback keys)",
+    "RedisTlsConfig": "`redis.tls`",
+    "SentinelConfig": "`redis.sentinel` (new)",
+}
+types = {
+    "String": "string", "Secret": "secret", "Seconds": "duration", "bool": "bool", "u32": "integer", "u64": "integer",
+    "Vec<String>": "list", "Vec<Secret>": "list of secrets", "Option<CacheMode>": "`memory` \\| `redis` \\| `hybrid`",
+    "LogLevel": "`trace` \\| `debug` \\| `info` \\| `warn` \\| `error`", "LogFormat": "`text` \\| `json`",
+    "Vec<HeaderTemplate>": "list of `{name, value}`",
+}
+env = {m.group(2): m.group(1) for m in re.finditer(r'var\(\s*"(\w+)",\s*"([\w.]+)"', env_src)}
+tables = []
+for name, prefix in structs.items():
+    body = re.search(r"pub struct " + name + r" \{(.*?)\n\}", src, re.S).group(1)
+    doc_lines, rename, rows = [], None, []
+    for line in body.split("\n"):
+        l = line.strip()
+        if l.startswith("///"):
+            doc_lines.append(l[3:].strip())
+        elif l.startswith("#[serde(rename"):
+            rename = re.search(r'"(.*)"', l).group(1)
+        elif l.startswith("pub "):
+            field, ty = re.match(r"pub (\w+): (.*),", l).groups()
+            key = prefix + (rename or field)
+            if ty not in ("RedisConfig", "RedisTlsConfig", "SentinelConfig"):
+                variable = env.get(key)
+                rows.append(f"| `{key}` | {types.get(ty, ty)} | {'`' + variable + '`' if variable else '—'} | {' '.join(doc_lines)} |")
+            doc_lines, rename = [], None
+    tables.append(f"## {titles[name]}\n\n| key | type | environment | meaning and default |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+start = doc.index("## Top-level keys")
+end = doc.index("## Other environment variables")
+doc_path.write_text(doc[:start] + "\n".join(tables) + "\n" + doc[end:])
