@@ -68,6 +68,9 @@ struct Inner {
 pub struct CircuitBreaker {
     threshold: u32,
     timeout: Duration,
+    /// Lock-free fast path: true while closed with no failure counted, the state of nearly
+    /// every request; everything else takes the lock.
+    quiet: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
     on_transition: Mutex<Vec<TransitionHook>>,
 }
@@ -85,6 +88,7 @@ impl CircuitBreaker {
         CircuitBreaker {
             threshold: threshold.max(1),
             timeout,
+            quiet: std::sync::atomic::AtomicBool::new(true),
             inner: Mutex::new(Inner {
                 state: CircuitState::Closed,
                 consecutive_failures: 0,
@@ -117,6 +121,9 @@ impl CircuitBreaker {
 
     /// Asks to send one request to Redis.
     pub fn permit(&self) -> Permit {
+        if self.quiet.load(std::sync::atomic::Ordering::Acquire) {
+            return Permit::Allowed;
+        }
         let mut changed = None;
         let permit = {
             let mut inner = self.inner.lock().expect("breaker lock");
@@ -142,6 +149,9 @@ impl CircuitBreaker {
     /// Reports the outcome of a permitted request. `failed` is true only for failures
     /// that count ([`CacheError::counts_as_failure`]).
     pub fn record(&self, permit: Permit, failed: bool) {
+        if !failed && permit == Permit::Allowed && self.quiet.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let mut changed = None;
         {
             let mut inner = self.inner.lock().expect("breaker lock");
@@ -162,6 +172,10 @@ impl CircuitBreaker {
                     changed = Some(Self::set(&mut inner, CircuitState::Closed));
                 }
             }
+            self.quiet.store(
+                inner.state == CircuitState::Closed && inner.consecutive_failures == 0,
+                std::sync::atomic::Ordering::Release,
+            );
         }
         self.notify(changed);
     }

@@ -10,7 +10,9 @@
 //! in cluster mode). A request takes a connection from the pool, clones its handle and
 //! gives it back at once, then sends its command on the clone: many requests pipeline on
 //! one socket instead of each holding a socket for a round trip, which would cap
-//! throughput at a tenth. The pool settings keep their seed meaning for the sockets:
+//! throughput at a tenth. A handle is reused for up to a second, so most requests skip
+//! the pool's lock; when it is retired (age, failure, failover) the next one comes from
+//! the pool, whose other connections are kept open and warm. The pool settings keep their seed meaning for the sockets:
 //! `poolSize` sockets at most, `minIdleConns` kept open, replaced after `maxConnAge`,
 //! closed after `idleTimeout` unused, `poolTimeout` the longest wait for one.
 //!
@@ -42,6 +44,15 @@ use std::time::{Duration, Instant};
 
 mod routing;
 mod sentinel;
+
+/// Handles reused at once. One: a multiplexed connection batches the commands of all
+/// concurrent requests into few writes, and measured on loopback one connection carried
+/// more than five sharing the load (BENCHMARKS.md). The rest of the pool stays warm.
+const HOT_SLOTS: usize = 1;
+
+/// How long a request handle taken from the pool is reused before going back to the pool,
+/// so the pool's `maxConnAge`, `idleTimeout` and retirements take effect within this time.
+const HOT_HANDLE_LIFETIME: Duration = Duration::from_secs(1);
 
 /// Releases a lock only if we still own it.
 const COMPARE_AND_DELETE: &str = r"
@@ -253,6 +264,10 @@ pub struct RedisStore {
     pool: bb8::Pool<SharedManager>,
     manager: Arc<Manager>,
     connecting: tokio::sync::Mutex<()>,
+    /// Handles of pooled connections kept for up to [`HOT_HANDLE_LIFETIME`], so that most
+    /// requests skip the pool's lock.
+    hot: Vec<std::sync::RwLock<Option<(Pooled, Instant)>>>,
+    next_slot: std::sync::atomic::AtomicUsize,
     /// Stops the Sentinel watchers when the store is dropped.
     _watchers: tokio_util::sync::DropGuard,
     prefix: String,
@@ -452,6 +467,8 @@ impl RedisStore {
             pool,
             manager,
             connecting: tokio::sync::Mutex::new(()),
+            hot: (0..HOT_SLOTS).map(|_| std::sync::RwLock::new(None)).collect(),
+            next_slot: std::sync::atomic::AtomicUsize::new(0),
             _watchers: stop_watchers.drop_guard(),
             prefix: format!("{}:", config.key_prefix),
             read_timeout: config.read_timeout.get(),
@@ -493,7 +510,27 @@ impl RedisStore {
         (self.connected.load(Ordering::Relaxed), Duration::from_micros(self.latency_micros.load(Ordering::Relaxed)))
     }
 
+    /// A connection for one request: a handle from the hot set when it is fresh, else one
+    /// taken from the pool (which then refreshes that slot).
     async fn connection(&self) -> Result<Pooled, CacheError> {
+        let epoch = self.manager.epoch.load(Ordering::SeqCst);
+        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.hot.len();
+        {
+            let hot = self.hot[slot].read().expect("hot connection lock");
+            if let Some((conn, taken_at)) = hot.as_ref()
+                && taken_at.elapsed() < HOT_HANDLE_LIFETIME
+                && conn.epoch == epoch
+                && !conn.broken.load(Ordering::Relaxed)
+            {
+                return Ok(conn.clone());
+            }
+        }
+        let conn = self.pooled_connection().await?;
+        *self.hot[slot].write().expect("hot connection lock") = Some((conn.clone(), Instant::now()));
+        Ok(conn)
+    }
+
+    async fn pooled_connection(&self) -> Result<Pooled, CacheError> {
         // With no connection at all (start-up, or every socket died with Redis), connect
         // here: bb8 would make us wait the whole poolTimeout for a connection that cannot
         // be made, and the breaker must hear about a refused connection at once.
