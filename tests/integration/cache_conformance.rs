@@ -210,3 +210,91 @@ async fn keys_in_redis_carry_the_prefix() {
     let ttl: u64 = redis.cli(&["TTL", "myapp:session:abc"]).trim().parse().unwrap();
     assert!((28..=30).contains(&ttl), "ttl {ttl}");
 }
+
+/// GET calls served by each node of the cluster so far.
+fn gets_per_node(cluster: &RedisCluster) -> Vec<(bool, u64)> {
+    cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let is_replica = node.cli(&["INFO", "replication"]).contains("role:slave");
+            let stats = node.cli(&["INFO", "commandstats"]);
+            let calls = stats
+                .lines()
+                .find(|l| l.starts_with("cmdstat_get:"))
+                .and_then(|l| l.split("calls=").nth(1))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (is_replica, calls)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn cluster_read_routing_options_send_reads_where_they_say() {
+    let cluster = RedisCluster::start();
+    let mut config = redis_config(&cluster.address());
+    config.cluster_mode = true;
+    let writer = RedisStore::new(&config).unwrap();
+    for i in 0..60 {
+        writer.set(&format!("r{i}"), b"v", Duration::from_secs(60)).await.unwrap();
+    }
+    let reads = |store: RedisStore| async move {
+        for round in 0..5 {
+            for i in 0..60 {
+                // Replication is asynchronous: a replica may briefly miss a fresh key.
+                let _ = store.get(&format!("r{i}")).await.unwrap();
+                let _ = round;
+            }
+        }
+    };
+    let before = gets_per_node(&cluster);
+    assert!(before.iter().all(|(_, calls)| *calls == 0), "{before:?}");
+
+    // Default: primaries only.
+    reads(RedisStore::new(&config).unwrap()).await;
+    let primaries_only = gets_per_node(&cluster);
+    assert!(primaries_only.iter().all(|(replica, calls)| !replica || *calls == 0), "{primaries_only:?}");
+
+    // readOnly: replicas.
+    let mut read_only = config.clone();
+    read_only.read_only = true;
+    reads(RedisStore::new(&read_only).unwrap()).await;
+    let after_replicas = gets_per_node(&cluster);
+    let replica_gets: u64 = after_replicas.iter().filter(|(r, _)| *r).map(|(_, c)| c).sum();
+    let stats: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            n.cli(&["INFO", "commandstats"])
+                .lines()
+                .filter(|l| l.starts_with("cmdstat_get") || l.starts_with("cmdstat_readonly"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    assert!(replica_gets >= 250, "readOnly sent {replica_gets} of 300 reads to replicas: {after_replicas:?} {stats:?}");
+
+    // routeRandomly: both primaries and replicas get some.
+    let mut random = config.clone();
+    random.route_randomly = true;
+    reads(RedisStore::new(&random).unwrap()).await;
+    let after_random = gets_per_node(&cluster);
+    let delta = |replica: bool| -> u64 {
+        after_random.iter().zip(&after_replicas).filter(|((r, _), _)| *r == replica).map(|((_, a), (_, b))| a - b).sum()
+    };
+    assert!(
+        delta(true) > 30 && delta(false) > 30,
+        "routeRandomly: replicas {} primaries {}",
+        delta(true),
+        delta(false)
+    );
+
+    // routeByLatency: every read is answered (the node choice depends on measurements).
+    let mut latency = config.clone();
+    latency.route_by_latency = true;
+    reads(RedisStore::new(&latency).unwrap()).await;
+    let total_after: u64 = gets_per_node(&cluster).iter().map(|(_, c)| c).sum();
+    assert_eq!(total_after, 4 * 300, "every read reached exactly one node");
+}

@@ -624,6 +624,15 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        // Every node must list every slot range with its replica (replicas attach a few
+        // seconds after `--cluster create`), or a client that reads the topology from it
+        // will not know the replicas.
+        for node in &nodes {
+            while node.cli(&["CLUSTER", "SLOTS"]).matches("127.0.0.1").count() < 6 {
+                assert!(Instant::now() < deadline, "cluster replicas not attached");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         // Replicas must have finished their first sync for reads from replicas to work.
         while !nodes.iter().all(|n| {
             let info = n.cli(&["INFO", "replication"]);
