@@ -71,6 +71,8 @@ pub struct CircuitBreaker {
     /// Lock-free fast path: true while closed with no failure counted, the state of nearly
     /// every request; everything else takes the lock.
     quiet: std::sync::atomic::AtomicBool,
+    /// Whether requests are served from memory while open (only changes what is logged).
+    memory_fallback: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
     on_transition: Mutex<Vec<TransitionHook>>,
 }
@@ -89,6 +91,7 @@ impl CircuitBreaker {
             threshold: threshold.max(1),
             timeout,
             quiet: std::sync::atomic::AtomicBool::new(true),
+            memory_fallback: std::sync::atomic::AtomicBool::new(true),
             inner: Mutex::new(Inner {
                 state: CircuitState::Closed,
                 consecutive_failures: 0,
@@ -98,6 +101,11 @@ impl CircuitBreaker {
             }),
             on_transition: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Says whether the store serves from memory while the breaker is open.
+    pub fn set_memory_fallback(&self, enabled: bool) {
+        self.memory_fallback.store(enabled, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Registers a hook called (outside the lock) on every state change.
@@ -193,7 +201,13 @@ impl CircuitBreaker {
             CircuitState::Open => {
                 tracing::error!(from = from.as_str(), "Circuit breaker opened");
                 if from == CircuitState::Closed {
-                    tracing::warn!("Falling back to memory cache");
+                    if self.memory_fallback.load(std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!("Falling back to memory cache");
+                    } else {
+                        tracing::error!(
+                            "no memory fallback (redis.memoryFallback: false): cache requests fail until redis is back"
+                        );
+                    }
                 }
             }
             CircuitState::HalfOpen => tracing::info!("Circuit breaker half-open: trying redis again"),

@@ -73,6 +73,7 @@ impl CacheSystem {
             redis_config.circuit_breaker_threshold,
             redis_config.circuit_breaker_timeout.get(),
         ));
+        breaker.set_memory_fallback(redis_config.memory_fallback);
         let fallback = redis_config.memory_fallback.then(|| memory.clone());
         let guarded = Arc::new(BreakerStore::new(primary, fallback, breaker.clone()));
         guarded.spawn_health_checks(redis_config.circuit_breaker_timeout.get().min(HEALTH_INTERVAL));
