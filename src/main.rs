@@ -70,12 +70,17 @@ fn check_config(args: &ConfigArgs, env: &HashMap<String, String>) -> ExitCode {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    authgate::telemetry::init_logging(config.log_level, config.log_format);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     runtime.block_on(async {
-        let server = authgate::server::Server::bind(config).await?;
-        server.run(authgate::server::shutdown_signal()).await?;
-        Ok(())
+        // Inside the runtime: the OTLP exporters need it.
+        let telemetry = authgate::telemetry::Telemetry::init(config.log_level, config.log_format);
+        let result = async {
+            let server = authgate::server::Server::bind(config).await?.with_metrics(telemetry.registry());
+            server.run(authgate::server::shutdown_signal()).await
+        }
+        .await;
+        telemetry.shutdown();
+        result.map_err(anyhow::Error::from)
     })
 }

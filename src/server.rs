@@ -30,6 +30,7 @@ pub enum ServeError {
 /// A server whose listeners are bound (so their ports are known) but not yet serving.
 pub struct Server {
     config: Config,
+    metrics: Option<prometheus::Registry>,
     grpc: TcpListener,
     http: TcpListener,
     admin: TcpListener,
@@ -47,7 +48,14 @@ impl Server {
             http: bind("http", addrs.http).await?,
             admin: bind("admin", addrs.admin).await?,
             config,
+            metrics: None,
         })
+    }
+
+    /// Serves `registry` (filled by the OpenTelemetry Prometheus exporter) on `/metrics`.
+    pub fn with_metrics(mut self, registry: prometheus::Registry) -> Self {
+        self.metrics = Some(registry);
+        self
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -62,6 +70,7 @@ impl Server {
         let config = self.config;
         let authorizer = Arc::new(Authorizer::new(&config));
         let cache = Arc::new(CacheSystem::start(&config)?);
+        crate::telemetry::metrics::observe_cache(&cache);
         let health = Arc::new(HealthState::new(cache.clone()));
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let stop = CancellationToken::new();
@@ -79,9 +88,12 @@ impl Server {
                 .into_future(),
         );
         let admin_task = tokio::spawn(
-            axum::serve(self.admin, http::admin::router(health.clone()))
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
+            axum::serve(
+                self.admin,
+                http::admin::router(http::admin::AdminState { health: health.clone(), metrics: self.metrics }),
+            )
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future(),
         );
         tracing::info!(
             grpc = %addrs.grpc, http = %addrs.http, admin = %addrs.admin,

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// What a cached value is; part of its key and of its envelope, and a metrics label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,6 +112,10 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+fn set_span(kind: Kind) -> tracing::Span {
+    tracing::info_span!("cache", otel.name = "authgate.cache.set", kind = kind.as_str())
+}
+
 fn key(kind: Kind, id: &str) -> String {
     format!("{}:{id}", kind.as_str())
 }
@@ -129,7 +134,14 @@ impl Cache {
     }
 
     async fn fetch(&self, kind: Kind, id: &str) -> Result<Option<Vec<u8>>, CacheError> {
-        let found = self.store.fetch(&key(kind, id)).await?;
+        let span = tracing::info_span!(
+            "cache",
+            otel.name = "authgate.cache.get",
+            kind = kind.as_str(),
+            hit = tracing::field::Empty
+        );
+        let found = self.store.fetch(&key(kind, id)).instrument(span.clone()).await?;
+        span.record("hit", found.as_ref().map_or("miss", |(_, tier)| tier.as_str()));
         self.stats.record(kind, found.as_ref().map(|(_, tier)| *tier));
         Ok(found.map(|(bytes, _)| bytes))
     }
@@ -169,13 +181,14 @@ impl Cache {
     }
 
     pub async fn set_raw(&self, kind: Kind, id: &str, payload: &[u8], ttl: Duration) -> Result<(), CacheError> {
-        self.store.set(&key(kind, id), &value::encode_raw(kind, payload), ttl).await
+        self.store.set(&key(kind, id), &value::encode_raw(kind, payload), ttl).instrument(set_span(kind)).await
     }
 
     /// Claims `id` for `ttl` if nobody has: `true` for exactly one caller across replicas
     /// sharing Redis (replay detection, locks).
     pub async fn claim(&self, kind: Kind, id: &str, owner: &[u8], ttl: Duration) -> Result<bool, CacheError> {
-        self.store.set_if_absent(&key(kind, id), &value::encode_raw(kind, owner), ttl).await
+        let span = tracing::info_span!("cache", otel.name = "authgate.cache.claim", kind = kind.as_str());
+        self.store.set_if_absent(&key(kind, id), &value::encode_raw(kind, owner), ttl).instrument(span).await
     }
 
     /// Releases a claim only if `owner` still holds it.
@@ -189,7 +202,8 @@ impl Cache {
     }
 
     pub async fn delete(&self, kind: Kind, id: &str) -> Result<bool, CacheError> {
-        self.store.delete(&key(kind, id)).await
+        let span = tracing::info_span!("cache", otel.name = "authgate.cache.delete", kind = kind.as_str());
+        self.store.delete(&key(kind, id)).instrument(span).await
     }
 
     pub async fn exists(&self, kind: Kind, id: &str) -> Result<bool, CacheError> {

@@ -216,6 +216,30 @@ enum Request<'a> {
     Script(&'a redis::ScriptInvocation<'a>),
 }
 
+impl Request<'_> {
+    /// The `op` label of the Redis latency histogram (a fixed set of names).
+    fn op(&self) -> &'static str {
+        match self {
+            Request::Pipe(_) => "pipeline",
+            Request::Script(_) => "script",
+            Request::Cmd(cmd) => match cmd.args_iter().next() {
+                Some(redis::Arg::Simple(name)) => match name {
+                    b"GET" => "get",
+                    b"SET" => "set",
+                    b"DEL" => "del",
+                    b"EXISTS" => "exists",
+                    b"PING" => "ping",
+                    b"PUBLISH" => "publish",
+                    b"SCAN" => "scan",
+                    b"UNLINK" => "unlink",
+                    _ => "other",
+                },
+                _ => "other",
+            },
+        }
+    }
+}
+
 /// Sorts a client error into what the breaker and the caller need to know.
 fn classify(error: &RedisError, read_timeout: Duration) -> CacheError {
     if error.is_timeout() {
@@ -581,12 +605,14 @@ impl RedisStore {
                 }
             };
             self.in_flight.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             let result = match &request {
                 Request::Cmd(cmd) => cmd.query_async(&mut conn.connection).await,
                 Request::Pipe(pipe) => pipe.query_async(&mut conn.connection).await,
                 Request::Script(script) => script.invoke_async(&mut conn.connection).await,
             };
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            crate::telemetry::metrics::metrics().record_redis(request.op(), started.elapsed());
             match result {
                 Ok(value) => return Ok(value),
                 Err(error) => {

@@ -27,10 +27,13 @@ impl ExtAuthz {
 impl Authorization for ExtAuthz {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let decision = match auth_request(request.get_ref()) {
-            Some(auth_request) => self.authorizer.decide(&auth_request).await,
-            None => Decision::no_http_attributes(),
+            Some(auth_request) => crate::telemetry::observed_decision(&self.authorizer, &auth_request, "grpc").await,
+            None => {
+                crate::telemetry::metrics::metrics().record_check("grpc", "deny", std::time::Duration::ZERO);
+                tracing::info!(decision = "deny", reason = "no_http_attributes", transport = "grpc", "denied");
+                Decision::no_http_attributes()
+            }
         };
-        tracing::debug!(decision = decision.outcome.as_str(), reason = decision.reason, transport = "grpc", "check");
         Ok(Response::new(check_response(decision)))
     }
 }

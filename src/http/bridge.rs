@@ -24,8 +24,7 @@ pub fn router(authorizer: Arc<Authorizer>) -> Router {
 
 async fn forward_auth(State(authorizer): State<Arc<Authorizer>>, method: Method, headers: HeaderMap) -> Response {
     let request = auth_request(&method, &headers);
-    let decision = authorizer.decide(&request).await;
-    tracing::debug!(decision = decision.outcome.as_str(), reason = decision.reason, transport = "http", "check");
+    let decision = crate::telemetry::observed_decision(&authorizer, &request, "http").await;
     http_response(decision)
 }
 

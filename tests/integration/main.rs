@@ -14,3 +14,4 @@ mod config_files;
 mod envoy_ext_authz;
 mod grpcurl;
 mod lifecycle;
+mod observability;
