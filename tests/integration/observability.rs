@@ -112,9 +112,12 @@ async fn the_breaker_gauge_follows_redis_and_every_documented_name_is_exported()
     }
 }
 
+/// A received span: name, trace id, parent span id.
+type ReceivedSpan = (String, Vec<u8>, Vec<u8>);
+
 #[derive(Default, Clone)]
 struct Collector {
-    spans: Arc<Mutex<Vec<(String, Vec<u8>, Vec<u8>)>>>,
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
     metric_names: Arc<Mutex<Vec<String>>>,
     service_names: Arc<Mutex<Vec<String>>>,
 }
