@@ -221,3 +221,29 @@ async fn otlp_receives_spans_that_continue_the_callers_trace_and_metrics() {
     drop(authgate);
     server.abort();
 }
+
+#[test]
+fn dashboards_and_alerts_use_only_exported_metric_names() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dashboard = std::fs::read_to_string(root.join("deploy/grafana/authgate-dashboard.json")).unwrap();
+    let alerts = std::fs::read_to_string(root.join("deploy/prometheus/authgate-alerts.yaml")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(parsed["panels"].as_array().unwrap().len() >= 5);
+    let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(&alerts).expect("the alert rules are YAML");
+    assert!(rules["groups"][0]["rules"].as_sequence().unwrap().len() >= 3);
+
+    let mut used = 0;
+    for text in [&dashboard, &alerts] {
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("authgate_") {
+            let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            rest = &rest[at + name.len()..];
+            used += 1;
+            assert!(
+                EXPORTED_NAMES.contains(&name.as_str()),
+                "{name} is used by a dashboard or alert but not among the names the metrics test proves exported"
+            );
+        }
+    }
+    assert!(used >= 10, "only {used} metric references found");
+}
