@@ -14,6 +14,8 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The test OpenID Provider runs on Node.js (20 or later; most Rust machines here have it).
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-test-deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -42,9 +44,9 @@ chmod +x "$envoy_bin" "$grpcurl_bin" 2>/dev/null || true
 ln -sf "$envoy_bin" "$root/.tools/bin/envoy"
 ln -sf "$grpcurl_bin" "$root/.tools/bin/grpcurl"
 
-if [ -f "$root/tests/idp/package.json" ] && [ ! -d "$root/tests/idp/node_modules/oidc-provider" ]; then
-  echo "install-test-deps: npm install (tests/idp)"
-  (cd "$root/tests/idp" && npm install --no-audit --no-fund --loglevel=error)
+if [ ! -d "$root/tests/idp/node_modules/oidc-provider" ]; then
+  echo "install-test-deps: npm ci (tests/idp: oidc-provider)"
+  (cd "$root/tests/idp" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-echo "install-test-deps: redis-server $(redis-server --version | sed -E 's/.*v=([0-9.]+).*/\1/'), envoy $("$root/.tools/bin/envoy" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1), grpcurl $("$root/.tools/bin/grpcurl" --version 2>&1 | awk '{print $2}')"
+echo "install-test-deps: node $(node --version), oidc-provider $(node -p "require('$root/tests/idp/node_modules/oidc-provider/package.json').version"), redis-server $(redis-server --version | sed -E 's/.*v=([0-9.]+).*/\1/'), envoy $("$root/.tools/bin/envoy" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1), grpcurl $("$root/.tools/bin/grpcurl" --version 2>&1 | awk '{print $2}')"

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug)]
 pub struct HealthState {
     cache: Arc<CacheSystem>,
+    discovery: Option<Arc<crate::oidc::discovery::Discovery>>,
     draining: AtomicBool,
 }
 
@@ -71,7 +72,13 @@ pub struct ReadinessReport {
 
 impl HealthState {
     pub fn new(cache: Arc<CacheSystem>) -> Self {
-        HealthState { cache, draining: AtomicBool::new(false) }
+        HealthState { cache, discovery: None, draining: AtomicBool::new(false) }
+    }
+
+    /// Readiness also waits for the provider's discovery to have succeeded.
+    pub fn with_discovery(mut self, discovery: Arc<crate::oidc::discovery::Discovery>) -> Self {
+        self.discovery = Some(discovery);
+        self
     }
 
     /// Marks the server as shutting down: readiness fails from now on.
@@ -100,6 +107,7 @@ impl HealthState {
             reasons.push("shutting down".to_owned());
         }
         reasons.extend(self.cache.unready_reason());
+        reasons.extend(self.discovery.as_ref().and_then(|d| d.unready_reason()));
         ReadinessReport { ready: reasons.is_empty(), reasons }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`grpc`]: adapter from Envoy ext_authz `Check` to the core; gRPC health and reflection.
 //! - [`http`]: adapter from HTTP forward-auth to the core (`http::bridge`); admin endpoints
 //!   `/healthz`, `/readyz`, `/metrics` (`http::admin`).
+//! - [`oidc`]: the relying party: provider discovery, signing keys, bearer-token verification.
+//! - [`cache`]: sessions and token state in memory, Redis or both, behind a circuit breaker.
 //! - [`health`]: the health and readiness state the admin endpoints and gRPC health report.
 //! - [`telemetry`]: logging setup.
 //! - [`server`]: binds the listeners, runs them, drains on shutdown.
@@ -22,5 +24,6 @@ pub mod config;
 pub mod grpc;
 pub mod health;
 pub mod http;
+pub mod oidc;
 pub mod server;
 pub mod telemetry;

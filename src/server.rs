@@ -68,10 +68,19 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         let addrs = self.local_addresses();
         let config = self.config;
-        let authorizer = Arc::new(Authorizer::new(&config));
+
         let cache = Arc::new(CacheSystem::start(&config)?);
         crate::telemetry::metrics::observe_cache(&cache);
-        let health = Arc::new(HealthState::new(cache.clone()));
+        let http_client = crate::oidc::http_client();
+        let discovery = crate::oidc::discovery::Discovery::start(&config.provider_url, http_client.clone());
+        let bearer = crate::oidc::bearer::BearerVerifier::new(
+            discovery.clone(),
+            http_client,
+            config.expected_audience(),
+            cache.cache.clone(),
+        );
+        let authorizer = Arc::new(Authorizer::new(&config).with_bearer(bearer));
+        let health = Arc::new(HealthState::new(cache.clone()).with_discovery(discovery.clone()));
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let stop = CancellationToken::new();
 

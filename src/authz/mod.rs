@@ -7,8 +7,10 @@
 //!
 //! The rules, in order (each an early return in `decide`):
 //! 1. path under `excludedURLs` → allow, without identity headers;
-//! 2. otherwise → 401 with `WWW-Authenticate: Bearer` (sessions, login and bearer tokens
-//!    plug in here).
+//! 2. `Authorization: Bearer <JWT>` → verified against the provider's keys: valid and
+//!    allowed by policy → allow with identity headers; not allowed → 403; invalid → 401
+//!    with `error="invalid_token"`; provider unreachable → error;
+//! 3. otherwise → 401 with `WWW-Authenticate: Bearer` (sessions and login plug in here).
 //!
 //! Client-sent identity headers are removed from every allowed request, so an upstream can
 //! trust them.
@@ -25,10 +27,13 @@
 //! | internal failure (IdP, cache)     | `Error`    | 503           | `UNAVAILABLE` + `error_response` (the proxy's `failure_mode_allow` / `status_on_error` apply) |
 
 mod excluded;
+pub mod identity;
 
 pub use excluded::ExcludedPaths;
 
-use crate::config::Config;
+use crate::config::{Config, HeaderTemplate};
+use crate::oidc::bearer::{BearerVerifier, Claims, Verdict};
+use identity::{Identity, Policy};
 use std::collections::HashMap;
 
 /// Headers that carry identity to the upstream. A client must never be able to set them:
@@ -132,6 +137,34 @@ impl Decision {
         decision
     }
 
+    /// 401 for a bearer token that failed verification; `reason` goes into `error_description`.
+    pub fn invalid_token(reason: &'static str) -> Self {
+        let mut decision = Decision::deny(401, reason, "invalid token\n");
+        decision.response_headers.push((
+            "www-authenticate".into(),
+            format!("Bearer realm=\"authgate\", error=\"invalid_token\", error_description=\"{reason}\""),
+        ));
+        decision
+    }
+
+    /// 403: authenticated, but policy says no.
+    pub fn forbidden(reason: &'static str) -> Self {
+        Decision::deny(403, reason, "access denied\n")
+    }
+
+    /// An internal failure (provider or cache unreachable): the proxy's failure policy applies.
+    pub fn error(reason: &'static str) -> Self {
+        Decision {
+            outcome: Outcome::Error,
+            status: 503,
+            reason,
+            upstream_headers: Vec::new(),
+            upstream_remove: Vec::new(),
+            response_headers: Vec::new(),
+            body: "authentication temporarily unavailable\n".into(),
+        }
+    }
+
     /// The answer to a Check without HTTP attributes (e.g. from a TCP ext_authz filter).
     pub fn no_http_attributes() -> Self {
         Decision::deny(400, "no_http_attributes", "authgate authorizes HTTP requests only\n")
@@ -144,6 +177,11 @@ pub struct Authorizer {
     excluded: ExcludedPaths,
     /// Identity headers plus the configured templated ones: all removed from client requests.
     strip_headers: Vec<String>,
+    policy: Policy,
+    templates: Vec<HeaderTemplate>,
+    /// The claims-related keys (`userIdentifierClaim`, group and role claims).
+    config: Config,
+    bearer: Option<BearerVerifier>,
 }
 
 impl Authorizer {
@@ -155,14 +193,89 @@ impl Authorizer {
                 strip_headers.push(name);
             }
         }
-        Authorizer { excluded: ExcludedPaths::new(&config.excluded_urls), strip_headers }
+        Authorizer {
+            excluded: ExcludedPaths::new(&config.excluded_urls),
+            strip_headers,
+            policy: Policy::new(config),
+            templates: config.headers.clone(),
+            config: config.clone(),
+            bearer: None,
+        }
     }
 
+    /// Accepts `Authorization: Bearer` JWTs checked by `verifier`.
+    pub fn with_bearer(mut self, verifier: BearerVerifier) -> Self {
+        self.bearer = Some(verifier);
+        self
+    }
+
+    /// Allows a verified identity if policy does, with the headers the upstream gets.
+    fn admit(&self, claims: &Claims, access_token: &str, id_token: &str) -> Decision {
+        let Some(identity) = Identity::from_claims(claims, &self.config) else {
+            return Decision::invalid_token("no_user_identifier");
+        };
+        if !self.policy.allows(&identity) {
+            return Decision::forbidden("policy_denied");
+        }
+        let mut headers: Vec<(String, String)> = vec![
+            ("x-forwarded-user".into(), identity.user.clone()),
+            ("x-auth-request-user".into(), identity.user.clone()),
+        ];
+        if let Some(email) = &identity.email {
+            headers.push(("x-auth-request-email".into(), email.clone()));
+        }
+        if !identity.groups.is_empty() {
+            headers.push(("x-user-groups".into(), identity.groups.join(",")));
+        }
+        if !identity.roles.is_empty() {
+            headers.push(("x-user-roles".into(), identity.roles.join(",")));
+        }
+        for template in &self.templates {
+            let value = identity::render(&template.value, claims, access_token, id_token);
+            let name = template.name.to_ascii_lowercase();
+            headers.retain(|(n, _)| *n != name);
+            if !value.is_empty() {
+                headers.push((name, value));
+            }
+        }
+        // Headers we set overwrite the client's; the rest of the identity headers go.
+        let remove = self.strip_headers.iter().filter(|h| !headers.iter().any(|(n, _)| n == *h)).cloned().collect();
+        Decision {
+            outcome: Outcome::Allow,
+            status: 200,
+            reason: "authenticated",
+            upstream_headers: headers,
+            upstream_remove: remove,
+            response_headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer` header (scheme case-insensitive).
+fn bearer_token(request: &AuthRequest) -> Option<&str> {
+    let value = request.header("authorization")?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+}
+
+impl Authorizer {
     /// The verdict for one request.
     pub async fn decide(&self, request: &AuthRequest) -> Decision {
         // Excluded path: allow without identity (but never with identity the client made up).
         if self.excluded.matches(request.path_only()) {
             return Decision::allow("excluded", self.strip_headers.clone());
+        }
+        // Bearer token: verified, then policy.
+        if let (Some(verifier), Some(token)) = (&self.bearer, bearer_token(request)) {
+            return match verifier.verify(token).await {
+                Verdict::Valid(claims) => self.admit(&claims, token, ""),
+                Verdict::Invalid(reason) => Decision::invalid_token(reason),
+                Verdict::Unavailable(error) => {
+                    tracing::warn!(%error, "cannot verify a bearer token");
+                    Decision::error("idp_unavailable")
+                }
+            };
         }
         // No credentials recognised.
         Decision::unauthenticated()

@@ -85,6 +85,7 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("AUTHGATE_ALLOWED_USERS", "allowedUsers", List),
     var("AUTHGATE_ALLOWED_USER_DOMAINS", "allowedUserDomains", List),
     var("AUTHGATE_ALLOWED_ROLES_AND_GROUPS", "allowedRolesAndGroups", List),
+    var("AUTHGATE_ALLOW_UNVERIFIED_EMAIL", "allowUnverifiedEmail", Bool),
     var("AUTHGATE_ROLE_CLAIM_NAME", "roleClaimName", Text),
     var("AUTHGATE_GROUP_CLAIM_NAME", "groupClaimName", Text),
     var("AUTHGATE_USER_IDENTIFIER_CLAIM", "userIdentifierClaim", Text),

@@ -63,6 +63,10 @@ pub struct Config {
     /// E-mail domains allowed in (case-insensitive). Default none.
     #[serde(rename = "allowedUserDomains")]
     pub allowed_user_domains: Vec<String>,
+    /// Let `allowedUserDomains` match an e-mail the provider has not verified
+    /// (`email_verified` not true). Default false.
+    #[serde(rename = "allowUnverifiedEmail")]
+    pub allow_unverified_email: bool,
     /// Roles or groups of which the user needs at least one. Default none.
     #[serde(rename = "allowedRolesAndGroups")]
     pub allowed_roles_and_groups: Vec<String>,
@@ -147,6 +151,7 @@ impl Default for Config {
             excluded_urls: Vec::new(),
             allowed_users: Vec::new(),
             allowed_user_domains: Vec::new(),
+            allow_unverified_email: false,
             allowed_roles_and_groups: Vec::new(),
             role_claim_name: "roles".into(),
             group_claim_name: "groups".into(),

@@ -6,6 +6,7 @@
 mod support;
 
 mod admin;
+mod bearer;
 mod bridge;
 mod cache_conformance;
 mod cache_resilience;

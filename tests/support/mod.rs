@@ -93,6 +93,8 @@ pub struct AuthgateBuilder {
 
 impl Authgate {
     pub fn builder() -> AuthgateBuilder {
+        // The tests' HTTP clients use rustls without a built-in crypto provider, like authgate.
+        authgate::cache::redis::install_crypto_provider();
         let mut keys = BTreeMap::new();
         keys.insert("providerURL".into(), "http://127.0.0.1:9/".into());
         keys.insert("clientID".into(), "authgate-test".into());
@@ -213,6 +215,7 @@ pub struct Envoy {
 impl Envoy {
     /// Starts Envoy routing everything to `upstream`, asking `authgate_grpc` via ext_authz.
     pub async fn start(authgate_grpc: SocketAddr, upstream: SocketAddr) -> Envoy {
+        authgate::cache::redis::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let (listener, admin) = (free_port(), free_port());
         let config = format!(
@@ -725,5 +728,96 @@ impl RedisSentinels {
     pub fn current_master_port(&self) -> u16 {
         let out = self.sentinels[0].cli(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER]);
         out.lines().nth(1).and_then(|p| p.trim().parse().ok()).unwrap_or(0)
+    }
+}
+
+/// The demo/test OpenID Provider (`tests/idp/server.mjs`, panva's oidc-provider) on a free port.
+pub struct Idp {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The client the tests register at the IdP.
+pub const IDP_CLIENT_ID: &str = "authgate-test";
+pub const IDP_CLIENT_SECRET: &str = "authgate-test-secret";
+/// The resource whose access tokens are JWTs, and their audience.
+pub const IDP_RESOURCE: &str = "urn:authgate:api";
+
+impl Idp {
+    /// Starts the IdP with a client whose redirect URIs point at `app_origin`
+    /// (e.g. `http://127.0.0.1:8000`), and extra environment (token lifetimes…).
+    pub async fn start(app_origin: &str, env: &[(&str, &str)]) -> Idp {
+        authgate::cache::redis::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let clients = serde_json::json!([{
+            "client_id": IDP_CLIENT_ID,
+            "client_secret": IDP_CLIENT_SECRET,
+            "redirect_uris": [format!("{app_origin}/oauth2/callback")],
+            "post_logout_redirect_uris": [format!("{app_origin}/")],
+            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }]);
+        let log = dir.path().join("idp.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new("node")
+            .arg(repo_root().join("tests/idp/server.mjs"))
+            .env("IDP_PORT", port.to_string())
+            .env("IDP_CLIENTS", clients.to_string())
+            .env("IDP_AUDIENCE", IDP_CLIENT_ID)
+            .env("IDP_RESOURCE", IDP_RESOURCE)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn node tests/idp/server.mjs (run scripts/install-test-deps.sh)");
+        let mut idp = Idp { child, port, log, _dir: dir };
+        let discovery = format!("{}/.well-known/openid-configuration", idp.issuer());
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = idp.child.try_wait().unwrap() {
+                panic!("the IdP exited during start-up ({status}):\n{}", idp.logs());
+            }
+            if reqwest::get(&discovery).await.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "IdP not ready:\n{}", idp.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        idp
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A JWT access token for [`IDP_RESOURCE`] from the client-credentials grant.
+    pub async fn client_credentials_token(&self) -> String {
+        let response: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer()))
+            .basic_auth(IDP_CLIENT_ID, Some(IDP_CLIENT_SECRET))
+            .form(&[("grant_type", "client_credentials"), ("resource", IDP_RESOURCE), ("scope", "api")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        response["access_token"].as_str().unwrap_or_else(|| panic!("no access token: {response}")).to_owned()
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

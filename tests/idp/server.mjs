@@ -1,0 +1,100 @@
+// A real OpenID Provider for authgate's tests and demo: panva's certified oidc-provider with
+// development interactions (a login form that accepts any user name), refresh-token
+// rotation, RP-initiated and back-channel logout, and JWT access tokens for a resource.
+//
+// Environment:
+//   IDP_PORT               port on 127.0.0.1 (default 9400)
+//   IDP_CLIENTS            JSON array of client metadata (default: the demo client)
+//   IDP_ACCESS_TOKEN_TTL   seconds (default 3600); IDP_ID_TOKEN_TTL likewise
+//   IDP_REFRESH_TOKEN_TTL  seconds (default 86400)
+//   IDP_RESOURCE           resource indicator whose access tokens are JWTs (default urn:authgate:api)
+//   IDP_AUDIENCE           audience of those JWTs (default authgate-demo)
+// Prints "IDP READY <issuer>" once listening.
+import Provider from 'oidc-provider';
+
+const port = Number(process.env.IDP_PORT || 9400);
+const issuer = `http://127.0.0.1:${port}`;
+const seconds = (name, fallback) => Number(process.env[name] || fallback);
+const resource = process.env.IDP_RESOURCE || 'urn:authgate:api';
+const audience = process.env.IDP_AUDIENCE || 'authgate-demo';
+
+const clients = process.env.IDP_CLIENTS
+  ? JSON.parse(process.env.IDP_CLIENTS)
+  : [{
+      client_id: 'authgate-demo',
+      client_secret: 'demo-client-secret',
+      redirect_uris: ['http://127.0.0.1:8000/oauth2/callback'],
+      post_logout_redirect_uris: ['http://127.0.0.1:8000/'],
+      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    }];
+
+// Users: any login name works; a few have groups and roles for policy tests.
+const groupsOf = { alice: ['admins', 'staff'], bob: ['staff'] };
+const rolesOf = { alice: ['editor'], bob: ['viewer'] };
+
+const configuration = {
+  clients,
+  features: {
+    devInteractions: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => undefined,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, indicator) => {
+        if (indicator !== resource) throw new Error('unknown resource');
+        return { scope: 'api', audience, accessTokenFormat: 'jwt', accessTokenTTL: seconds('IDP_ACCESS_TOKEN_TTL', 3600) };
+      },
+    },
+  },
+  // Refresh tokens for every code grant, rotated on each use.
+  issueRefreshToken: async () => true,
+  rotateRefreshToken: true,
+  ttl: {
+    AccessToken: seconds('IDP_ACCESS_TOKEN_TTL', 3600),
+    ClientCredentials: seconds('IDP_ACCESS_TOKEN_TTL', 3600),
+    IdToken: seconds('IDP_ID_TOKEN_TTL', 3600),
+    RefreshToken: seconds('IDP_REFRESH_TOKEN_TTL', 86400),
+    Grant: 86400,
+    Session: 86400,
+    Interaction: 600,
+  },
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username'],
+    groups: ['groups', 'roles'],
+  },
+  scopes: ['openid', 'offline_access', 'email', 'profile', 'groups', 'api'],
+  conformIdTokenClaims: false,
+  findAccount: async (ctx, id) => ({
+    accountId: id,
+    claims: async () => ({
+      sub: id,
+      email: `${id}@example.com`,
+      email_verified: id !== 'unverified',
+      name: id.charAt(0).toUpperCase() + id.slice(1),
+      preferred_username: id,
+      groups: groupsOf[id] || [],
+      roles: rolesOf[id] || [],
+    }),
+  }),
+  cookies: { keys: ['authgate-test-idp-cookie-key-not-a-secret'] },
+  // The default fetch refuses loopback addresses (an SSRF guard); the back-channel
+  // logout receiver in the tests is on 127.0.0.1.
+  fetch: (url, options) => fetch(url, options),
+  pkce: { required: () => false },
+  renderError: async (ctx, out) => {
+    ctx.type = 'json';
+    ctx.body = out;
+  },
+};
+
+const provider = new Provider(issuer, configuration);
+provider.listen(port, '127.0.0.1', () => {
+  console.log(`IDP READY ${issuer}`);
+});
