@@ -14,6 +14,7 @@
 //! - [`cache`]: sessions and token state in memory, Redis or both, behind a circuit breaker.
 //! - [`health`]: the health and readiness state the admin endpoints and gRPC health report.
 //! - [`telemetry`]: logging setup.
+//! - [`session`]: encrypted session records, the session cookie, the AES-256-GCM cipher.
 //! - [`server`]: binds the listeners, runs them, drains on shutdown.
 //!
 //! The binary (`src/main.rs`) is the command line: `serve`, `check-config`.
@@ -26,4 +27,5 @@ pub mod health;
 pub mod http;
 pub mod oidc;
 pub mod server;
+pub mod session;
 pub mod telemetry;

@@ -73,13 +73,22 @@ impl Server {
         crate::telemetry::metrics::observe_cache(&cache);
         let http_client = crate::oidc::http_client();
         let discovery = crate::oidc::discovery::Discovery::start(&config.provider_url, http_client.clone());
+        let jwks = Arc::new(crate::oidc::jwks::Jwks::new(discovery.clone(), http_client.clone()));
         let bearer = crate::oidc::bearer::BearerVerifier::new(
             discovery.clone(),
-            http_client,
+            jwks.clone(),
             config.expected_audience(),
             cache.cache.clone(),
         );
-        let authorizer = Arc::new(Authorizer::new(&config).with_bearer(bearer));
+        let login = crate::oidc::login::Login::new(
+            &config,
+            discovery.clone(),
+            jwks,
+            http_client,
+            Arc::new(crate::session::Cipher::new(&config)),
+            cache.cache.clone(),
+        );
+        let authorizer = Arc::new(Authorizer::new(&config).with_bearer(bearer).with_login(login));
         let health = Arc::new(HealthState::new(cache.clone()).with_discovery(discovery.clone()));
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let stop = CancellationToken::new();

@@ -10,7 +10,11 @@
 //! 2. `Authorization: Bearer <JWT>` → verified against the provider's keys: valid and
 //!    allowed by policy → allow with identity headers; not allowed → 403; invalid → 401
 //!    with `error="invalid_token"`; provider unreachable → error;
-//! 3. otherwise → 401 with `WWW-Authenticate: Bearer` (sessions and login plug in here).
+//! 3. the callback path → code exchange, session created, 302 back; the logout path →
+//!    session deleted everywhere, 302 to the provider's end-session endpoint;
+//! 4. a live session cookie → allow with identity headers (policy was checked at login);
+//! 5. a browser navigation → 302 to the provider's login (state, nonce, PKCE);
+//! 6. otherwise → 401 with `WWW-Authenticate: Bearer`.
 //!
 //! Client-sent identity headers are removed from every allowed request, so an upstream can
 //! trust them.
@@ -33,6 +37,7 @@ pub use excluded::ExcludedPaths;
 
 use crate::config::{Config, HeaderTemplate};
 use crate::oidc::bearer::{BearerVerifier, Claims, Verdict};
+use crate::oidc::login::{Login, is_browser_navigation};
 use identity::{Identity, Policy};
 use std::collections::HashMap;
 
@@ -147,6 +152,31 @@ impl Decision {
         decision
     }
 
+    /// A 302 to `location`, with cookies to set.
+    pub fn redirect(reason: &'static str, location: &str, set_cookies: Vec<String>) -> Self {
+        let mut response_headers = vec![("location".to_owned(), location.to_owned())];
+        response_headers.extend(set_cookies.into_iter().map(|c| ("set-cookie".to_owned(), c)));
+        Decision {
+            outcome: Outcome::Redirect,
+            status: 302,
+            reason,
+            upstream_headers: Vec::new(),
+            upstream_remove: Vec::new(),
+            response_headers,
+            body: String::new(),
+        }
+    }
+
+    /// A denial with a given status and a short body.
+    pub fn deny_with(status: u16, reason: &'static str, body: &str) -> Self {
+        Decision::deny(status, reason, body)
+    }
+
+    /// 400: a request authgate cannot make sense of (a callback without code or state).
+    pub fn bad_request(reason: &'static str) -> Self {
+        Decision::deny(400, reason, "bad request\n")
+    }
+
     /// 403: authenticated, but policy says no.
     pub fn forbidden(reason: &'static str) -> Self {
         Decision::deny(403, reason, "access denied\n")
@@ -182,6 +212,7 @@ pub struct Authorizer {
     /// The claims-related keys (`userIdentifierClaim`, group and role claims).
     config: Config,
     bearer: Option<BearerVerifier>,
+    login: Option<Login>,
 }
 
 impl Authorizer {
@@ -200,7 +231,14 @@ impl Authorizer {
             templates: config.headers.clone(),
             config: config.clone(),
             bearer: None,
+            login: None,
         }
+    }
+
+    /// Handles browser logins, sessions and logout with `login`.
+    pub fn with_login(mut self, login: Login) -> Self {
+        self.login = Some(login);
+        self
     }
 
     /// Accepts `Authorization: Bearer` JWTs checked by `verifier`.
@@ -266,6 +304,17 @@ impl Authorizer {
         if self.excluded.matches(request.path_only()) {
             return Decision::allow("excluded", self.strip_headers.clone());
         }
+        let path = request.path_only();
+        if let Some(login) = &self.login {
+            // The provider's redirect back: code exchange, session, back to where the user was.
+            if path == login.callback_path() {
+                return login.callback(request).await;
+            }
+            // Logout: the session ends on every replica.
+            if path == login.logout_path() {
+                return login.logout(request).await;
+            }
+        }
         // Bearer token: verified, then policy.
         if let (Some(verifier), Some(token)) = (&self.bearer, bearer_token(request)) {
             return match verifier.verify(token).await {
@@ -276,6 +325,21 @@ impl Authorizer {
                     Decision::error("idp_unavailable")
                 }
             };
+        }
+        if let Some(login) = &self.login {
+            // Session cookie: the encrypted record in the cache.
+            match login.session(request).await {
+                Ok(Some(session)) => return self.admit(&session.claims, &session.access_token, &session.id_token),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read sessions");
+                    return Decision::error("cache_unavailable");
+                }
+            }
+            // A browser goes to the login page; an API call gets a 401.
+            if is_browser_navigation(request) {
+                return login.start(request);
+            }
         }
         // No credentials recognised.
         Decision::unauthenticated()

@@ -48,7 +48,7 @@ pub enum Verdict {
 
 pub struct BearerVerifier {
     discovery: Arc<Discovery>,
-    jwks: Jwks,
+    jwks: Arc<Jwks>,
     audience: String,
     cache: Cache,
 }
@@ -64,8 +64,8 @@ fn now() -> u64 {
 }
 
 impl BearerVerifier {
-    pub fn new(discovery: Arc<Discovery>, http: reqwest::Client, audience: &str, cache: Cache) -> Self {
-        BearerVerifier { jwks: Jwks::new(discovery.clone(), http), discovery, audience: audience.to_owned(), cache }
+    pub fn new(discovery: Arc<Discovery>, jwks: Arc<Jwks>, audience: &str, cache: Cache) -> Self {
+        BearerVerifier { jwks, discovery, audience: audience.to_owned(), cache }
     }
 
     pub async fn verify(&self, token: &str) -> Verdict {
@@ -85,42 +85,9 @@ impl BearerVerifier {
             return Verdict::Valid(claims);
         }
 
-        let header = match jsonwebtoken::decode_header(token) {
-            Ok(header) => header,
-            // Includes `alg: none`, which is not an algorithm jsonwebtoken knows.
-            Err(_) => return Verdict::Invalid("malformed_token"),
-        };
-        if !ALLOWED.contains(&header.alg) {
-            return Verdict::Invalid("algorithm_not_allowed");
-        }
-        let metadata = match self.discovery.metadata() {
-            Ok(metadata) => metadata,
-            Err(error) => return Verdict::Unavailable(error),
-        };
-        let key = match self.jwks.key(header.kid.as_deref()).await {
-            KeyLookup::Found(key) => key,
-            KeyLookup::Unknown => return Verdict::Invalid("unknown_signing_key"),
-            KeyLookup::Unavailable(error) => return Verdict::Unavailable(error),
-        };
-        let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[metadata.issuer.as_str()]);
-        validation.set_audience(&[self.audience.as_str()]);
-        validation.leeway = LEEWAY_SECONDS;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let claims = match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
-            Ok(data) => data.claims,
-            Err(error) => {
-                return Verdict::Invalid(match error.kind() {
-                    ErrorKind::ExpiredSignature => "token_expired",
-                    ErrorKind::ImmatureSignature => "token_not_yet_valid",
-                    ErrorKind::InvalidAudience => "wrong_audience",
-                    ErrorKind::InvalidIssuer => "wrong_issuer",
-                    ErrorKind::InvalidSignature => "bad_signature",
-                    ErrorKind::MissingRequiredClaim(_) => "missing_claim",
-                    _ => "invalid_token",
-                });
-            }
+        let claims = match verify_signed(&self.discovery, &self.jwks, &self.audience, token).await {
+            Verdict::Valid(claims) => claims,
+            other => return other,
         };
         let exp = claims.get("exp").and_then(serde_json::Value::as_u64).unwrap_or(0);
         let ttl = Duration::from_secs(exp.saturating_sub(now())).min(CACHE_TTL);
@@ -129,5 +96,45 @@ impl BearerVerifier {
             let _ = self.cache.set_json(Kind::Token, &id, &claims, ttl).await;
         }
         Verdict::Valid(claims)
+    }
+}
+
+/// Verifies a JWT issued by the provider: allowed algorithm, key from the JWKS, signature,
+/// `iss`, `aud` contains `audience`, `exp`/`nbf` with leeway. Used for bearer tokens and ID tokens.
+pub async fn verify_signed(discovery: &Discovery, jwks: &Jwks, audience: &str, token: &str) -> Verdict {
+    let header = match jsonwebtoken::decode_header(token) {
+        Ok(header) => header,
+        // Includes `alg: none`, which is not an algorithm jsonwebtoken knows.
+        Err(_) => return Verdict::Invalid("malformed_token"),
+    };
+    if !ALLOWED.contains(&header.alg) {
+        return Verdict::Invalid("algorithm_not_allowed");
+    }
+    let metadata = match discovery.metadata() {
+        Ok(metadata) => metadata,
+        Err(error) => return Verdict::Unavailable(error),
+    };
+    let key = match jwks.key(header.kid.as_deref()).await {
+        KeyLookup::Found(key) => key,
+        KeyLookup::Unknown => return Verdict::Invalid("unknown_signing_key"),
+        KeyLookup::Unavailable(error) => return Verdict::Unavailable(error),
+    };
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&[metadata.issuer.as_str()]);
+    validation.set_audience(&[audience]);
+    validation.leeway = LEEWAY_SECONDS;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+        Ok(data) => Verdict::Valid(data.claims),
+        Err(error) => Verdict::Invalid(match error.kind() {
+            ErrorKind::ExpiredSignature => "token_expired",
+            ErrorKind::ImmatureSignature => "token_not_yet_valid",
+            ErrorKind::InvalidAudience => "wrong_audience",
+            ErrorKind::InvalidIssuer => "wrong_issuer",
+            ErrorKind::InvalidSignature => "bad_signature",
+            ErrorKind::MissingRequiredClaim(_) => "missing_claim",
+            _ => "invalid_token",
+        }),
     }
 }

@@ -4,12 +4,14 @@
 //!   background with retries and backoff, refreshed hourly; readiness waits for it.
 //! - [`jwks`]: the provider's signing keys, refetched at most once per interval when a
 //!   token names an unknown `kid`.
+//! - [`login`]: the browser flow: login redirect, callback, session cookie, logout.
 //! - [`bearer`]: `Authorization: Bearer <JWT>` verification (signature, `iss`, `aud`,
 //!   `exp`, `nbf`), with a verified-token cache keyed by the token's hash.
 
 pub mod bearer;
 pub mod discovery;
 pub mod jwks;
+pub mod login;
 
 /// What can go wrong talking to the provider or checking what it issued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,4 +15,5 @@ mod config_files;
 mod envoy_ext_authz;
 mod grpcurl;
 mod lifecycle;
+mod login;
 mod observability;

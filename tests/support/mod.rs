@@ -215,9 +215,15 @@ pub struct Envoy {
 impl Envoy {
     /// Starts Envoy routing everything to `upstream`, asking `authgate_grpc` via ext_authz.
     pub async fn start(authgate_grpc: SocketAddr, upstream: SocketAddr) -> Envoy {
+        Envoy::start_on(free_port(), authgate_grpc, upstream).await
+    }
+
+    /// Like [`Envoy::start`], listening on a port chosen beforehand (the IdP needs the
+    /// app's origin for its redirect URIs before Envoy runs).
+    pub async fn start_on(listener: u16, authgate_grpc: SocketAddr, upstream: SocketAddr) -> Envoy {
         authgate::cache::redis::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
-        let (listener, admin) = (free_port(), free_port());
+        let admin = free_port();
         let config = format!(
             r#"
 admin:
@@ -820,4 +826,71 @@ impl Drop for Idp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A browser: keeps cookies, follows redirects itself (so tests can look at each hop).
+pub fn browser() -> reqwest::Client {
+    authgate::cache::redis::install_crypto_provider();
+    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// Resolves a `Location` against the URL it came from.
+pub fn resolve(base: &str, location: &str) -> String {
+    url::Url::parse(base).unwrap().join(location).unwrap().to_string()
+}
+
+/// The `action` of the first form in an HTML page.
+fn form_action(html: &str) -> Option<String> {
+    let at = html.find("<form")?;
+    let rest = &html[at..];
+    let start = rest.find("action=\"")? + 8;
+    let end = rest[start..].find('"')?;
+    Some(rest[start..start + end].replace("&amp;", "&"))
+}
+
+/// `name`/`value` of the hidden inputs of an HTML page.
+fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    let attribute = |tag: &str, name: &str| {
+        let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = tag[start..].find('"')?;
+        Some(tag[start..start + end].to_owned())
+    };
+    html.split("<input")
+        .skip(1)
+        .filter_map(|rest| rest.split('>').next())
+        .filter(|tag| tag.contains("type=\"hidden\""))
+        .filter_map(|tag| Some((attribute(tag, "name")?, attribute(tag, "value").unwrap_or_default())))
+        .collect()
+}
+
+/// Logs `user` in as a browser would, starting at `url` (a protected page behind Envoy):
+/// follows redirects, fills the IdP's login and consent forms, and returns the final
+/// response together with the URL it came from.
+pub async fn browser_login(browser: &reqwest::Client, url: &str, user: &str) -> (String, reqwest::Response) {
+    let mut current = url.to_owned();
+    let mut response = browser.get(&current).header("accept", "text/html").send().await.unwrap();
+    for _ in 0..20 {
+        if response.status().is_redirection() {
+            let location = response.headers()["location"].to_str().unwrap().to_owned();
+            current = resolve(&current, &location);
+            response = browser.get(&current).header("accept", "text/html").send().await.unwrap();
+            continue;
+        }
+        let is_form = response.status() == 200
+            && response.headers().get("content-type").is_some_and(|c| c.to_str().unwrap_or("").contains("text/html"));
+        if !is_form {
+            return (current, response);
+        }
+        let html = response.text().await.unwrap();
+        let Some(action) = form_action(&html) else { panic!("no form at {current}:\n{html}") };
+        let target = resolve(&current, &action);
+        let mut fields = hidden_inputs(&html);
+        if html.contains("name=\"login\"") {
+            fields.push(("login".into(), user.into()));
+            fields.push(("password".into(), "any".into()));
+        }
+        response = browser.post(&target).form(&fields).send().await.unwrap();
+        current = target;
+    }
+    panic!("login did not finish within 20 steps (at {current})");
 }

@@ -1,0 +1,171 @@
+//! The browser flow end to end: real Envoy → authgate → real oidc-provider, a browser with
+//! a cookie jar, an upstream that echoes the headers it got.
+
+use crate::support::{
+    Authgate, EchoUpstream, Envoy, IDP_CLIENT_ID, IDP_CLIENT_SECRET, Idp, browser, browser_login, free_port,
+};
+
+struct Stack {
+    idp: Idp,
+    authgate: Authgate,
+    envoy: Envoy,
+    _upstream: EchoUpstream,
+}
+
+async fn stack(extra: &str) -> Stack {
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(&origin, &[]).await;
+    let upstream = EchoUpstream::start().await;
+    let authgate = Authgate::builder()
+        .key("providerURL", &idp.issuer())
+        .key("clientID", IDP_CLIENT_ID)
+        .key("clientSecret", IDP_CLIENT_SECRET)
+        .key("scopes", "[openid, email, profile, groups]")
+        .key("excludedURLs", "[/public]")
+        .yaml(extra)
+        .start()
+        .await;
+    crate::support::wait_until("discovery", async || {
+        reqwest::get(format!("http://{}/readyz", authgate.admin)).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let envoy = Envoy::start_on(port, authgate.grpc, upstream.addr).await;
+    Stack { idp, authgate, envoy, _upstream: upstream }
+}
+
+#[tokio::test]
+async fn a_browser_logs_in_and_reaches_the_upstream_with_its_identity() {
+    let stack = stack("").await;
+    let browser = browser();
+    let first = browser.get(stack.envoy.url("/private/page?x=1")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(first.status(), 302, "a browser without a session goes to the login page");
+    let location = first.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{}/auth?", stack.idp.issuer())), "{location}");
+    for parameter in ["state=", "nonce=", "code_challenge=", "code_challenge_method=S256", "response_type=code"] {
+        assert!(location.contains(parameter), "{parameter} missing in {location}");
+    }
+    let flow_cookie = first.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(flow_cookie.contains("HttpOnly") && flow_cookie.contains("SameSite=Lax"), "{flow_cookie}");
+
+    let (url, response) = browser_login(&browser, &stack.envoy.url("/private/page?x=1"), "alice").await;
+    assert_eq!(response.status(), 200, "ended at {url}\nauthgate:\n{}", stack.authgate.logs());
+    assert!(url.ends_with("/private/page?x=1"), "back where the user started: {url}");
+    let echoed: serde_json::Value = response.json().await.unwrap();
+    let headers = &echoed["headers"];
+    assert_eq!(headers["x-forwarded-user"], "alice@example.com", "{headers}");
+    assert_eq!(headers["x-auth-request-email"], "alice@example.com");
+    assert_eq!(headers["x-user-groups"], "admins,staff");
+    assert_eq!(headers["x-user-roles"], "editor");
+
+    // The session works for the next requests, and a spoofed identity header is replaced.
+    let again = browser
+        .get(stack.envoy.url("/private/other"))
+        .header("accept", "application/json")
+        .header("x-forwarded-user", "mallory@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let echoed: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(echoed["headers"]["x-forwarded-user"], "alice@example.com");
+
+    // No raw token or session id in the logs.
+    let logs = stack.authgate.logs();
+    assert!(!logs.contains("eyJ"), "a JWT leaked into the logs:\n{logs}");
+}
+
+#[tokio::test]
+async fn api_calls_get_401_never_a_redirect() {
+    let stack = stack("").await;
+    let client = browser();
+    for (accept, extra) in [("application/json", None), ("text/html", Some(("x-requested-with", "XMLHttpRequest")))] {
+        let mut request = client.get(stack.envoy.url("/api")).header("accept", accept);
+        if let Some((k, v)) = extra {
+            request = request.header(k, v);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert!(response.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    }
+}
+
+#[tokio::test]
+async fn policy_denies_a_logged_in_user_with_403() {
+    let stack = stack("allowedRolesAndGroups: [admins]").await;
+    let (_, response) = browser_login(&browser(), &stack.envoy.url("/private"), "bob").await;
+    assert_eq!(response.status(), 403, "bob is not an admin");
+    let (_, response) = browser_login(&browser(), &stack.envoy.url("/private"), "alice").await;
+    assert_eq!(response.status(), 200, "alice is");
+}
+
+#[tokio::test]
+async fn tampered_truncated_or_unknown_session_cookies_are_no_session() {
+    let stack = stack("").await;
+    let browser_client = browser();
+    let (_, response) = browser_login(&browser_client, &stack.envoy.url("/private"), "alice").await;
+    assert_eq!(response.status(), 200);
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for cookie in ["_authgate_session=AAAA", "_authgate_session=", "_authgate_session=%%%", "_authgate_session=a.b.c"] {
+        let response = client
+            .get(stack.envoy.url("/private"))
+            .header("accept", "application/json")
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{cookie}");
+    }
+}
+
+#[tokio::test]
+async fn a_callback_with_a_foreign_state_or_host_does_not_log_in_or_redirect_away() {
+    let stack = stack("").await;
+    let client = browser();
+    let response = client
+        .get(stack.envoy.url("/oauth2/callback?code=abc&state=made-up"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "no flow cookie for that state");
+    let response = client.get(stack.envoy.url("/oauth2/callback")).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_goes_to_the_providers_end_session() {
+    let stack = stack("").await;
+    let browser_client = browser();
+    let (_, response) = browser_login(&browser_client, &stack.envoy.url("/private"), "alice").await;
+    assert_eq!(response.status(), 200);
+
+    // A cross-site request (an <img> on another site) cannot log the user out.
+    let cross = browser_client
+        .get(stack.envoy.url("/oauth2/logout"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    let still =
+        browser_client.get(stack.envoy.url("/private")).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(still.status(), 200);
+
+    let logout = browser_client
+        .get(stack.envoy.url("/oauth2/logout"))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 302);
+    let location = logout.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{}/session/end", stack.idp.issuer())), "{location}");
+    assert!(location.contains("id_token_hint=") && location.contains("post_logout_redirect_uri="), "{location}");
+    let cleared = logout.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().contains("Max-Age=0"));
+    assert!(cleared, "the session cookie is cleared");
+
+    let after =
+        browser_client.get(stack.envoy.url("/private")).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(after.status(), 401);
+}
