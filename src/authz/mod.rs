@@ -329,7 +329,20 @@ impl Authorizer {
         if let Some(login) = &self.login {
             // Session cookie: the encrypted record in the cache.
             match login.session(request).await {
-                Ok(Some(session)) => return self.admit(&session.claims, &session.access_token, &session.id_token),
+                Ok(Some((id, session))) if login.needs_refresh(&session) => {
+                    // Refresh near expiry; a refused refresh token ends the session.
+                    match login.refresh(&id, session.clone()).await {
+                        Ok(Some(fresh)) => return self.admit(&fresh.claims, &fresh.access_token, &fresh.id_token),
+                        Ok(None) => {}
+                        // Provider or cache down: the current tokens serve while they last.
+                        Err(reason) if session.access_expires_at > crate::session::now() => {
+                            tracing::warn!(reason, "token refresh failed; using the current tokens");
+                            return self.admit(&session.claims, &session.access_token, &session.id_token);
+                        }
+                        Err(reason) => return Decision::error(reason),
+                    }
+                }
+                Ok(Some((_, session))) => return self.admit(&session.claims, &session.access_token, &session.id_token),
                 Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(%error, "cannot read sessions");

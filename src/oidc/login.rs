@@ -40,6 +40,26 @@ struct Flow {
     created_at: u64,
 }
 
+/// Why a token request failed.
+#[derive(Debug)]
+enum TokenError {
+    /// The provider refused the grant (`invalid_grant`…): the code or refresh token is spent.
+    Rejected(String),
+    /// The provider could not be reached or answered nonsense.
+    Unavailable(&'static str),
+}
+
+impl TokenError {
+    fn decision(&self) -> Decision {
+        match self {
+            TokenError::Rejected(_) => {
+                Decision::deny_with(401, "code_rejected", "the identity provider refused the login\n")
+            }
+            TokenError::Unavailable(reason) => Decision::error(reason),
+        }
+    }
+}
+
 /// The token endpoint's answer.
 #[derive(Debug, Deserialize)]
 struct TokenResponse {
@@ -58,7 +78,15 @@ pub struct Login {
     sessions: Sessions,
     cache: Cache,
     policy: Policy,
+    /// Single flight of refreshes inside this replica: a session's refresh holds the lock of
+    /// its stripe (striped so the table needs no cleanup).
+    refresh_stripes: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Lease of the cross-replica refresh lock; renewed every third of it while a refresh runs.
+pub const REFRESH_LEASE: Duration = Duration::from_secs(10);
+/// Longest wait for another replica's refresh of the same session.
+pub const REFRESH_WAIT: Duration = Duration::from_secs(15);
 
 impl std::fmt::Debug for Login {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -121,6 +149,7 @@ impl Login {
             cipher,
             cache,
             policy: Policy::new(config),
+            refresh_stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 
@@ -187,11 +216,118 @@ impl Login {
         }
     }
 
-    /// The session the request's cookie names, if it is live.
-    pub async fn session(&self, request: &AuthRequest) -> Result<Option<SessionRecord>, crate::cache::CacheError> {
+    /// The session the request's cookie names, if it is live, with its id.
+    pub async fn session(
+        &self,
+        request: &AuthRequest,
+    ) -> Result<Option<(String, SessionRecord)>, crate::cache::CacheError> {
         let name = self.session_cookie_name();
         let Some((_, id)) = cookies(request).into_iter().find(|(n, _)| *n == name) else { return Ok(None) };
-        self.sessions.load(&id).await
+        Ok(self.sessions.load(&id).await?.map(|record| (id, record)))
+    }
+
+    /// Whether a session's tokens are within `refreshGracePeriodSeconds` of expiring.
+    pub fn needs_refresh(&self, record: &SessionRecord) -> bool {
+        record.refresh_token.is_some() && record.access_expires_at <= now() + self.config.refresh_grace_period_seconds
+    }
+
+    /// Refreshes a session's tokens, once across all replicas: single flight inside this
+    /// replica, a Redis lock (with a lease renewed while the refresh runs) across replicas,
+    /// and after any wait the session is read again instead of refreshed again, so a
+    /// rotating refresh token is redeemed exactly once.
+    ///
+    /// `Ok(Some)`: the session to use (refreshed by us or by someone else). `Ok(None)`: the
+    /// session ended (the provider refused the refresh token; the session is deleted).
+    /// `Err`: the refresh could not be done now (provider or cache down).
+    pub async fn refresh(&self, id: &str, seen: SessionRecord) -> Result<Option<SessionRecord>, &'static str> {
+        let key = token_key(id);
+        let stripe = usize::from(key.as_bytes()[0]) % self.refresh_stripes.len();
+        let _local = self.refresh_stripes[stripe].lock().await;
+        let changed =
+            |record: &SessionRecord| record.refresh_token != seen.refresh_token || !self.needs_refresh(record);
+
+        let current = self.sessions.load(id).await.map_err(|_| "cache_unavailable")?;
+        let Some(current) = current else { return Ok(None) };
+        if changed(&current) {
+            return Ok(Some(current));
+        }
+
+        // Across replicas: take the lock, or wait for whoever holds it to finish.
+        let lock_id = format!("refresh:{key}");
+        let owner = random_token(16);
+        let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
+        loop {
+            match self.cache.claim(Kind::Lock, &lock_id, owner.as_bytes(), REFRESH_LEASE).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(_) => return Err("cache_unavailable"),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err("refresh_lock_timeout");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match self.sessions.load(id).await {
+                Ok(Some(record)) if changed(&record) => return Ok(Some(record)),
+                Ok(None) => return Ok(None),
+                Ok(Some(_)) => {}
+                Err(_) => return Err("cache_unavailable"),
+            }
+        }
+        // Keep the lease alive while the provider answers.
+        let renew = {
+            let cache = self.cache.clone();
+            let (lock_id, owner) = (lock_id.clone(), owner.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(REFRESH_LEASE / 3).await;
+                    if !matches!(cache.renew(Kind::Lock, &lock_id, owner.as_bytes(), REFRESH_LEASE).await, Ok(true)) {
+                        return;
+                    }
+                }
+            })
+        };
+        let result = self.refresh_holding_lock(id).await;
+        renew.abort();
+        let _ = self.cache.release(Kind::Lock, &lock_id, owner.as_bytes()).await;
+        result
+    }
+
+    async fn refresh_holding_lock(&self, id: &str) -> Result<Option<SessionRecord>, &'static str> {
+        // Someone may have finished between our last read and taking the lock.
+        let Some(mut record) = self.sessions.load(id).await.map_err(|_| "cache_unavailable")? else { return Ok(None) };
+        let Some(refresh_token) = record.refresh_token.clone() else { return Ok(Some(record)) };
+        if !self.needs_refresh(&record) {
+            return Ok(Some(record));
+        }
+        let metadata = self.discovery.metadata().map_err(|_| "idp_unavailable")?;
+        let form = vec![("grant_type", "refresh_token".to_owned()), ("refresh_token", refresh_token)];
+        match self.token_request(&metadata.token_endpoint, &metadata.token_endpoint_auth_methods_supported, form).await
+        {
+            Ok(tokens) => {
+                if let Some(id_token) = tokens.id_token.clone()
+                    && let Verdict::Valid(claims) =
+                        verify_signed(&self.discovery, &self.jwks, &self.config.client_id, &id_token).await
+                {
+                    record.claims = claims;
+                    record.id_token = id_token;
+                }
+                record.access_token = tokens.access_token;
+                // Rotation: the provider may send a new refresh token; otherwise keep ours.
+                if tokens.refresh_token.is_some() {
+                    record.refresh_token = tokens.refresh_token;
+                }
+                record.access_expires_at = now() + tokens.expires_in.unwrap_or(300);
+                self.sessions.save(id, &record).await.map_err(|_| "cache_unavailable")?;
+                tracing::debug!("session tokens refreshed");
+                Ok(Some(record))
+            }
+            Err(TokenError::Rejected(error)) => {
+                tracing::info!(%error, "refresh token refused: session ended");
+                let _ = self.sessions.delete(id).await;
+                Ok(None)
+            }
+            Err(TokenError::Unavailable(reason)) => Err(reason),
+        }
     }
 
     /// 302 to the provider's authorization endpoint, with a fresh flow cookie.
@@ -279,7 +415,7 @@ impl Login {
         }
         let tokens = match self.exchange(&code, &flow).await {
             Ok(tokens) => tokens,
-            Err(decision) => return *decision,
+            Err(error) => return error.decision(),
         };
         let Some(id_token) = tokens.id_token.clone() else {
             return Decision::deny_with(401, "no_id_token", "the identity provider returned no ID token\n");
@@ -354,8 +490,8 @@ impl Login {
         None
     }
 
-    async fn exchange(&self, code: &str, flow: &Flow) -> Result<TokenResponse, Box<Decision>> {
-        let metadata = self.discovery.metadata().map_err(|_| Box::new(Decision::error("idp_unavailable")))?;
+    async fn exchange(&self, code: &str, flow: &Flow) -> Result<TokenResponse, TokenError> {
+        let metadata = self.discovery.metadata().map_err(|_| TokenError::Unavailable("idp_unavailable"))?;
         let mut form = vec![
             ("grant_type", "authorization_code".to_owned()),
             ("code", code.to_owned()),
@@ -374,7 +510,7 @@ impl Login {
         endpoint: &str,
         methods: &[String],
         mut form: Vec<(&'static str, String)>,
-    ) -> Result<TokenResponse, Box<Decision>> {
+    ) -> Result<TokenResponse, TokenError> {
         let secret = self.config.client_secret.expose();
         let basic = !secret.is_empty() && (methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic"));
         let mut request = self.http.post(endpoint);
@@ -389,23 +525,19 @@ impl Login {
         }
         let response = request.form(&form).send().await.map_err(|e| {
             tracing::warn!(error = %e, "token endpoint unreachable");
-            Box::new(Decision::error("idp_unavailable"))
+            TokenError::Unavailable("idp_unavailable")
         })?;
         let status = response.status();
         if status.is_client_error() {
             let body: serde_json::Value = response.json().await.unwrap_or_default();
             let error = body.get("error").and_then(serde_json::Value::as_str).unwrap_or("unknown").to_owned();
             tracing::info!(%error, "token endpoint refused the grant");
-            return Err(Box::new(Decision::deny_with(
-                401,
-                "code_rejected",
-                "the identity provider refused the login\n",
-            )));
+            return Err(TokenError::Rejected(error));
         }
         if !status.is_success() {
-            return Err(Box::new(Decision::error("idp_unavailable")));
+            return Err(TokenError::Unavailable("idp_unavailable"));
         }
-        response.json::<TokenResponse>().await.map_err(|_| Box::new(Decision::error("idp_bad_response")))
+        response.json::<TokenResponse>().await.map_err(|_| TokenError::Unavailable("idp_bad_response"))
     }
 
     /// Logout: only a POST or a same-site navigation (a cross-site `<img>` cannot log a user

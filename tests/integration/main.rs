@@ -17,3 +17,4 @@ mod grpcurl;
 mod lifecycle;
 mod login;
 mod observability;
+mod refresh;

@@ -830,8 +830,19 @@ impl Drop for Idp {
 
 /// A browser: keeps cookies, follows redirects itself (so tests can look at each hop).
 pub fn browser() -> reqwest::Client {
+    browser_with_jar().0
+}
+
+/// A browser and its cookie jar (to read the session cookie out of it).
+pub fn browser_with_jar() -> (reqwest::Client, std::sync::Arc<reqwest::cookie::Jar>) {
     authgate::cache::redis::install_crypto_provider();
-    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    (client, jar)
 }
 
 /// Resolves a `Location` against the URL it came from.
