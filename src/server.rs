@@ -80,6 +80,12 @@ impl Server {
             config.expected_audience(),
             cache.cache.clone(),
         );
+        let backchannel = Arc::new(crate::oidc::backchannel::BackchannelLogout::new(
+            &config,
+            discovery.clone(),
+            jwks.clone(),
+            cache.cache.clone(),
+        ));
         let login = crate::oidc::login::Login::new(
             &config,
             discovery.clone(),
@@ -101,7 +107,7 @@ impl Server {
             stop.clone().cancelled_owned(),
         ));
         let http_task = tokio::spawn(
-            axum::serve(self.http, http::bridge::router(authorizer.clone()))
+            axum::serve(self.http, http::bridge::router(authorizer.clone(), Some(backchannel)))
                 .with_graceful_shutdown(stop.clone().cancelled_owned())
                 .into_future(),
         );

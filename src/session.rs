@@ -151,7 +151,28 @@ impl Sessions {
         if record.created_at + self.max_age.as_secs() <= now() {
             return Ok(None);
         }
+        if self.logged_out(&record).await? {
+            let _ = self.cache.delete(Kind::Session, &key).await;
+            return Ok(None);
+        }
         Ok(Some(record))
+    }
+
+    /// Whether a back-channel logout ended this session: a marker for its provider session
+    /// (`sid`), or for its user (`sub`) newer than the session.
+    async fn logged_out(&self, record: &SessionRecord) -> Result<bool, CacheError> {
+        use crate::oidc::backchannel::{sid_marker, sub_marker};
+        if let Some(sid) = record.claims.get("sid").and_then(|s| s.as_str())
+            && self.cache.get_json::<String>(Kind::Logout, &sid_marker(sid)).await?.is_some()
+        {
+            return Ok(true);
+        }
+        if let Some(sub) = record.claims.get("sub").and_then(|s| s.as_str())
+            && let Some(at) = self.cache.get_json::<String>(Kind::Logout, &sub_marker(sub)).await?
+        {
+            return Ok(at.parse::<u64>().is_ok_and(|at| at >= record.created_at));
+        }
+        Ok(false)
     }
 
     /// Ends a session on every replica (the cache's delete reaches every hybrid L1).

@@ -8,18 +8,44 @@
 //! request; any other answer goes back to the client as it is.
 
 use crate::authz::{AuthRequest, Authorizer, Decision, Outcome};
+use crate::oidc::backchannel::BackchannelLogout;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, post};
 use std::sync::Arc;
 
 /// The path proxies call.
 pub const AUTH_PATH: &str = "/auth";
 
-pub fn router(authorizer: Arc<Authorizer>) -> Router {
-    Router::new().route(AUTH_PATH, any(forward_auth)).with_state(authorizer)
+pub fn router(authorizer: Arc<Authorizer>, backchannel: Option<Arc<BackchannelLogout>>) -> Router {
+    let mut router = Router::new().route(AUTH_PATH, any(forward_auth)).with_state(authorizer);
+    if let Some(backchannel) = backchannel {
+        router = router.merge(
+            Router::new().route(crate::oidc::backchannel::PATH, post(backchannel_logout)).with_state(backchannel),
+        );
+    }
+    router
+}
+
+/// `POST /backchannel-logout` with `logout_token=<JWT>` (form-encoded), from the provider.
+async fn backchannel_logout(State(handler): State<Arc<BackchannelLogout>>, body: String) -> Response {
+    let token =
+        url::form_urlencoded::parse(body.as_bytes()).find(|(k, _)| k == "logout_token").map(|(_, v)| v.into_owned());
+    let result = match token {
+        Some(token) => handler.handle(&token).await,
+        None => Err("missing logout_token"),
+    };
+    let no_store = [(axum::http::header::CACHE_CONTROL, "no-store")];
+    match result {
+        Ok(()) => (StatusCode::OK, no_store).into_response(),
+        Err(reason) => {
+            tracing::info!(reason, "back-channel logout refused");
+            let body = serde_json::json!({"error": "invalid_request", "error_description": reason});
+            (StatusCode::BAD_REQUEST, no_store, axum::Json(body)).into_response()
+        }
+    }
 }
 
 async fn forward_auth(State(authorizer): State<Arc<Authorizer>>, method: Method, headers: HeaderMap) -> Response {

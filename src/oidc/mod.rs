@@ -5,9 +5,11 @@
 //! - [`jwks`]: the provider's signing keys, refetched at most once per interval when a
 //!   token names an unknown `kid`.
 //! - [`login`]: the browser flow: login redirect, callback, session cookie, logout.
+//! - [`backchannel`]: OpenID Connect Back-Channel Logout (logout tokens from the provider).
 //! - [`bearer`]: `Authorization: Bearer <JWT>` verification (signature, `iss`, `aud`,
 //!   `exp`, `nbf`), with a verified-token cache keyed by the token's hash.
 
+pub mod backchannel;
 pub mod bearer;
 pub mod discovery;
 pub mod jwks;

@@ -84,9 +84,9 @@ const configuration = {
     }),
   }),
   cookies: { keys: ['authgate-test-idp-cookie-key-not-a-secret'] },
-  // The default fetch refuses loopback addresses (an SSRF guard); the back-channel
-  // logout receiver in the tests is on 127.0.0.1.
-  fetch: (url, options) => fetch(url, options),
+  // oidc-provider passes an SSRF-guarding dispatcher that refuses loopback addresses; the
+  // back-channel logout receiver in the tests is on 127.0.0.1, so drop it.
+  fetch: (url, { dispatcher, ...options }) => fetch(url, options),
   pkce: { required: () => false },
   renderError: async (ctx, out) => {
     ctx.type = 'json';
@@ -95,6 +95,9 @@ const configuration = {
 };
 
 const provider = new Provider(issuer, configuration);
+provider.on('backchannel.success', (ctx, client) => console.log(`backchannel.success ${client.clientId}`));
+provider.on('backchannel.error', (ctx, err, client) => console.log(`backchannel.error ${client.clientId}: ${err.message}`));
+provider.on('server_error', (ctx, err) => console.log(`server_error: ${err.message}`));
 provider.listen(port, '127.0.0.1', () => {
   console.log(`IDP READY ${issuer}`);
 });

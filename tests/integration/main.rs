@@ -6,6 +6,7 @@
 mod support;
 
 mod admin;
+mod backchannel;
 mod bearer;
 mod bridge;
 mod cache_conformance;

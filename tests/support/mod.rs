@@ -86,6 +86,7 @@ pub struct Authgate {
 
 /// Builds an authgate configuration: required keys filled in, free ports, extra YAML on top.
 pub struct AuthgateBuilder {
+    http_port: Option<u16>,
     keys: BTreeMap<String, String>,
     extra: String,
     env: Vec<(String, String)>,
@@ -103,7 +104,7 @@ impl Authgate {
         keys.insert("forceHTTPS".into(), "false".into());
         keys.insert("logLevel".into(), "debug".into());
         keys.insert("shutdownTimeout".into(), "5".into());
-        AuthgateBuilder { keys, extra: String::new(), env: Vec::new() }
+        AuthgateBuilder { http_port: None, keys, extra: String::new(), env: Vec::new() }
     }
 
     pub fn base_url(&self, addr: SocketAddr) -> String {
@@ -133,6 +134,12 @@ impl AuthgateBuilder {
         self
     }
 
+    /// Listens for HTTP (bridge, back-channel logout) on a port chosen beforehand.
+    pub fn http_port(mut self, port: u16) -> Self {
+        self.http_port = Some(port);
+        self
+    }
+
     /// Appends raw YAML (for nested blocks such as `redis:`).
     pub fn yaml(mut self, yaml: &str) -> Self {
         self.extra.push_str(yaml);
@@ -148,7 +155,7 @@ impl AuthgateBuilder {
     /// Starts the process and waits until `/healthz` answers.
     pub async fn start(self) -> Authgate {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (grpc, http, admin) = (free_port(), free_port(), free_port());
+        let (grpc, http, admin) = (free_port(), self.http_port.unwrap_or_else(free_port), free_port());
         let mut yaml =
             format!("grpcAddress: 127.0.0.1:{grpc}\nhttpAddress: 127.0.0.1:{http}\nadminAddress: 127.0.0.1:{admin}\n");
         for (key, value) in &self.keys {
@@ -755,6 +762,11 @@ impl Idp {
     /// Starts the IdP with a client whose redirect URIs point at `app_origin`
     /// (e.g. `http://127.0.0.1:8000`), and extra environment (token lifetimes…).
     pub async fn start(app_origin: &str, env: &[(&str, &str)]) -> Idp {
+        Idp::start_with_backchannel(app_origin, None, env).await
+    }
+
+    /// Like [`Idp::start`], registering `backchannel_logout_uri` for the client.
+    pub async fn start_with_backchannel(app_origin: &str, backchannel: Option<&str>, env: &[(&str, &str)]) -> Idp {
         authgate::cache::redis::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -767,6 +779,11 @@ impl Idp {
             "response_types": ["code"],
             "token_endpoint_auth_method": "client_secret_basic",
         }]);
+        let mut clients = clients;
+        if let Some(uri) = backchannel {
+            clients[0]["backchannel_logout_uri"] = uri.into();
+            clients[0]["backchannel_logout_session_required"] = true.into();
+        }
         let log = dir.path().join("idp.log");
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new("node")
@@ -851,7 +868,7 @@ pub fn resolve(base: &str, location: &str) -> String {
 }
 
 /// The `action` of the first form in an HTML page.
-fn form_action(html: &str) -> Option<String> {
+pub fn form_action(html: &str) -> Option<String> {
     let at = html.find("<form")?;
     let rest = &html[at..];
     let start = rest.find("action=\"")? + 8;
@@ -860,7 +877,7 @@ fn form_action(html: &str) -> Option<String> {
 }
 
 /// `name`/`value` of the hidden inputs of an HTML page.
-fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
     let attribute = |tag: &str, name: &str| {
         let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
         let end = tag[start..].find('"')?;
