@@ -4,6 +4,7 @@
 use crate::support::{
     Authgate, EchoUpstream, Envoy, IDP_CLIENT_ID, IDP_CLIENT_SECRET, Idp, browser, browser_login, free_port,
 };
+use reqwest::cookie::CookieStore;
 
 struct Stack {
     idp: Idp,
@@ -168,4 +169,65 @@ async fn logout_ends_the_session_and_goes_to_the_providers_end_session() {
     let after =
         browser_client.get(stack.envoy.url("/private")).header("accept", "application/json").send().await.unwrap();
     assert_eq!(after.status(), 401);
+}
+
+#[tokio::test]
+async fn logins_in_several_tabs_do_not_break_each_other_and_flow_cookies_do_not_pile_up() {
+    let stack = stack("").await;
+    let (browser, jar) = crate::support::browser_with_jar();
+    // Two tabs start a login, then finish in the opposite order.
+    let mut starts = Vec::new();
+    for path in ["/tab-one", "/tab-two"] {
+        let response = browser.get(stack.envoy.url(path)).header("accept", "text/html").send().await.unwrap();
+        assert_eq!(response.status(), 302);
+        starts.push(response.headers()["location"].to_str().unwrap().to_owned());
+    }
+    for (authorize, path) in starts.iter().rev().zip(["/tab-two", "/tab-one"]) {
+        let (url, response) = browser_login(&browser, authorize, "alice").await;
+        assert_eq!(response.status(), 200, "{path} ended at {url}\n{}", stack.authgate.logs());
+        assert!(url.ends_with(path), "{url}");
+    }
+
+    // Many abandoned logins: at most four flow cookies stay.
+    let fresh = crate::support::browser_with_jar();
+    for i in 0..8 {
+        let response =
+            fresh.0.get(stack.envoy.url(&format!("/p{i}"))).header("accept", "text/html").send().await.unwrap();
+        assert_eq!(response.status(), 302);
+    }
+    let cookies = fresh.1.cookies(&stack.envoy.url("/").parse().unwrap()).unwrap();
+    let flows = cookies.to_str().unwrap().split("; ").filter(|c| c.starts_with("_authgate_flow_")).count();
+    assert!(flows <= 4, "{flows} flow cookies: {cookies:?}");
+    drop(jar);
+}
+
+#[tokio::test]
+async fn with_force_https_cookies_are_secure_and_host_prefixed() {
+    let stack = stack("forceHTTPS: true").await;
+    let response = browser().get(stack.envoy.url("/private")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    let location = response.headers()["location"].to_str().unwrap();
+    assert!(location.contains("redirect_uri=https%3A%2F%2F"), "https redirect URI: {location}");
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("__Host-_authgate_flow_"), "{cookie}");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+}
+
+#[tokio::test]
+async fn the_login_works_in_redis_and_hybrid_mode() {
+    for mode in ["redis", "hybrid"] {
+        let redis = crate::support::RedisServer::start();
+        let stack =
+            stack(&format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: {mode}", redis.address())).await;
+        let (_, response) = browser_login(&browser(), &stack.envoy.url("/private"), "alice").await;
+        assert_eq!(response.status(), 200, "{mode}:\n{}", stack.authgate.logs());
+        // The session lives in Redis, under a hashed key, encrypted.
+        let keys = redis.cli(&["KEYS", "*session*"]);
+        let key = keys.lines().next().unwrap_or_else(|| panic!("{mode}: no session key in redis"));
+        assert!(key.starts_with("authgate:session:") && key.len() == "authgate:session:".len() + 64, "{key}");
+        let value = redis.cli(&["GET", key]);
+        assert!(!value.contains("alice") && !value.contains("eyJ"), "{mode}: session stored in clear: {value}");
+    }
 }

@@ -161,7 +161,14 @@ impl AuthgateBuilder {
         for (key, value) in &self.keys {
             yaml.push_str(&format!("{key}: {value}\n"));
         }
-        yaml.push_str(&self.extra);
+        // Extra YAML overrides the defaults above, key by key at the top level.
+        let mut merged: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&yaml).expect("base test config is YAML");
+        if !self.extra.trim().is_empty() {
+            let extra: serde_yaml_ng::Mapping =
+                serde_yaml_ng::from_str(&self.extra).expect("extra test config is YAML");
+            merged.extend(extra);
+        }
+        let yaml = serde_yaml_ng::to_string(&merged).unwrap();
         let config = dir.path().join("authgate.yaml");
         std::fs::write(&config, yaml).unwrap();
         let log = dir.path().join("authgate.log");
