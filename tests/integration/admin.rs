@@ -14,17 +14,11 @@ async fn healthz_reports_the_seeds_json() {
     assert!(health["cache"]["memory"]["size"].is_string(), "{health}");
 }
 
-/// Waits until `/readyz` says 200 (the provider's discovery has to succeed first).
-async fn wait_ready(authgate: &Authgate) {
-    let readyz = format!("http://{}/readyz", authgate.admin);
-    crate::support::wait_until("ready", async || reqwest::get(&readyz).await.is_ok_and(|r| r.status() == 200)).await;
-}
-
 #[tokio::test]
 async fn readyz_and_metrics_answer() {
     let idp = crate::support::Idp::start("http://127.0.0.1:1", &[]).await;
     let authgate = Authgate::builder().key("providerURL", &idp.issuer()).start().await;
-    wait_ready(&authgate).await;
+    authgate.wait_ready().await;
     let metrics = reqwest::get(format!("http://{}/metrics", authgate.admin)).await.unwrap();
     assert_eq!(metrics.status(), 200);
     let content_type = metrics.headers()["content-type"].to_str().unwrap().to_owned();
@@ -69,7 +63,7 @@ async fn healthz_follows_redis_down_and_back_with_the_seeds_log_lines() {
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["cache"]["redis"]["connected"], false);
     // Serving from memory is still ready.
-    wait_ready(&authgate).await;
+    authgate.wait_ready().await;
 
     redis.restart();
     crate::support::wait_until("breaker closed", async || {
@@ -101,7 +95,7 @@ async fn readyz_fails_while_the_breaker_is_open_without_fallback() {
         .start()
         .await;
     let readyz = format!("http://{}/readyz", authgate.admin);
-    wait_ready(&authgate).await;
+    authgate.wait_ready().await;
     redis.kill();
     crate::support::wait_until("not ready", async || reqwest::get(&readyz).await.unwrap().status() == 503).await;
     let body: serde_json::Value = reqwest::get(&readyz).await.unwrap().json().await.unwrap();

@@ -34,19 +34,6 @@ async fn recording_forwarder(target: String, seen: Arc<Mutex<Vec<String>>>) -> u
     port
 }
 
-async fn bridge_status(authgate: &Authgate, cookie: &str) -> u16 {
-    reqwest::Client::new()
-        .get(format!("http://{}/auth", authgate.http))
-        .header("x-forwarded-uri", "/private")
-        .header("accept", "application/json")
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn signing_out_at_the_provider_ends_the_session_on_every_replica() {
     let redis = RedisServer::start();
@@ -76,10 +63,7 @@ async fn signing_out_at_the_provider_ends_the_session_on_every_replica() {
     let a = replica(Some(a_http)).await;
     let b = replica(None).await;
     for replica in [&a, &b] {
-        crate::support::wait_until("discovery", async || {
-            reqwest::get(format!("http://{}/readyz", replica.admin)).await.is_ok_and(|r| r.status() == 200)
-        })
-        .await;
+        replica.wait_ready().await;
     }
     let upstream = EchoUpstream::start().await;
     let envoy = Envoy::start_on(app_port, a.grpc, upstream.addr).await;
@@ -88,8 +72,8 @@ async fn signing_out_at_the_provider_ends_the_session_on_every_replica() {
     assert_eq!(response.status(), 200);
     let cookie = jar.cookies(&envoy.url("/").parse().unwrap()).unwrap().to_str().unwrap().to_owned();
     // Read the session on B so that its hybrid L1 holds it.
-    assert_eq!(bridge_status(&b, &cookie).await, 200);
-    assert_eq!(bridge_status(&b, &cookie).await, 200);
+    assert_eq!(b.bridge("/private", &cookie).await.status(), 200);
+    assert_eq!(b.bridge("/private", &cookie).await.status(), 200);
 
     // Sign out at the provider itself (not through authgate).
     let end_session = format!("{}/session/end", idp.issuer());
@@ -101,8 +85,8 @@ async fn signing_out_at_the_provider_ends_the_session_on_every_replica() {
     assert!(confirm.status().is_redirection() || confirm.status().is_success(), "{}", confirm.status());
 
     crate::support::wait_until("logout token delivered", async || !seen.lock().unwrap().is_empty()).await;
-    assert_eq!(bridge_status(&b, &cookie).await, 401, "B ended the session too:\n{}", b.logs());
-    assert_eq!(bridge_status(&a, &cookie).await, 401);
+    assert_eq!(b.bridge("/private", &cookie).await.status(), 401, "B ended the session too:\n{}", b.logs());
+    assert_eq!(a.bridge("/private", &cookie).await.status(), 401);
 
     // The same logout token again: refused.
     let body = seen.lock().unwrap()[0].clone();

@@ -11,10 +11,7 @@ async fn setup(extra: &str) -> (Idp, Authgate, EchoUpstream, Envoy) {
     let upstream = EchoUpstream::start().await;
     let authgate =
         Authgate::builder().key("providerURL", &idp.issuer()).key("clientID", IDP_CLIENT_ID).yaml(extra).start().await;
-    crate::support::wait_until("discovery", async || {
-        reqwest::get(format!("http://{}/readyz", authgate.admin)).await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    authgate.wait_ready().await;
     let envoy = Envoy::start(authgate.grpc, upstream.addr).await;
     (idp, authgate, upstream, envoy)
 }

@@ -27,10 +27,7 @@ async fn stack(extra: &str) -> Stack {
         .yaml(extra)
         .start()
         .await;
-    crate::support::wait_until("discovery", async || {
-        reqwest::get(format!("http://{}/readyz", authgate.admin)).await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    authgate.wait_ready().await;
     let envoy = Envoy::start_on(port, authgate.grpc, upstream.addr).await;
     Stack { idp, authgate, envoy, _upstream: upstream }
 }

@@ -20,24 +20,8 @@ async fn authgate(idp: &Idp, extra: &str, session_key: &str) -> Authgate {
         .yaml(extra)
         .start()
         .await;
-    crate::support::wait_until("discovery", async || {
-        reqwest::get(format!("http://{}/readyz", authgate.admin)).await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    authgate.wait_ready().await;
     authgate
-}
-
-/// Asks one replica's forward-auth bridge about `/private` with `cookie`.
-async fn bridge(authgate: &Authgate, cookie: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .get(format!("http://{}/auth", authgate.http))
-        .header("x-forwarded-uri", "/private")
-        .header("x-forwarded-host", "127.0.0.1")
-        .header("accept", "application/json")
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -108,7 +92,7 @@ async fn two_replicas_sharing_redis_redeem_each_refresh_token_once() {
     let cookie = jar.cookies(&envoy.url("/").parse().unwrap()).unwrap().to_str().unwrap().to_owned();
 
     // The session made on A is accepted by B.
-    assert_eq!(bridge(&b, &cookie).await.status(), 200, "B:\n{}", b.logs());
+    assert_eq!(b.bridge("/private", &cookie).await.status(), 200, "B:\n{}", b.logs());
 
     for round in 0..3 {
         let requests: Vec<_> = (0..20)

@@ -111,6 +111,24 @@ impl Authgate {
         format!("http://{addr}")
     }
 
+    /// Waits until `/readyz` answers 200 (provider discovered, cache usable).
+    pub async fn wait_ready(&self) {
+        let readyz = format!("http://{}/readyz", self.admin);
+        wait_until("authgate ready", async || reqwest::get(&readyz).await.is_ok_and(|r| r.status() == 200)).await;
+    }
+
+    /// Asks the forward-auth bridge about an API request for `path` carrying `cookie`.
+    pub async fn bridge(&self, path: &str, cookie: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(format!("http://{}/auth", self.http))
+            .header("x-forwarded-uri", path)
+            .header("accept", "application/json")
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// What the process has logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -402,25 +420,7 @@ impl RedisServer {
 
     /// Starts with extra command-line arguments (e.g. `["--requirepass", "x"]`).
     pub fn start_with(args: &[&str]) -> RedisServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let child = Command::new(tool("redis-server"))
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let server = RedisServer { child, port, _dir: dir };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while !server.ping() {
-            assert!(Instant::now() < deadline, "redis-server on {port} not ready");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        server
+        RedisServer::start_on(free_port(), args)
     }
 
     pub fn address(&self) -> String {
