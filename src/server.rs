@@ -79,6 +79,7 @@ impl Server {
             jwks.clone(),
             config.expected_audience(),
             cache.cache.clone(),
+            config.clock_skew_seconds,
         );
         let backchannel = Arc::new(crate::oidc::backchannel::BackchannelLogout::new(
             &config,

@@ -300,6 +300,22 @@ fn bearer_token(request: &AuthRequest) -> Option<&str> {
 impl Authorizer {
     /// The verdict for one request.
     pub async fn decide(&self, request: &AuthRequest) -> Decision {
+        let mut decision = self.decide_inner(request).await;
+        // The upstream never sees authgate's own cookies (`stripAuthCookies`).
+        if decision.outcome == Outcome::Allow
+            && self.config.strip_auth_cookies
+            && let Some(login) = &self.login
+            && let Some(remaining) = login.cookies_for_upstream(request)
+        {
+            match remaining {
+                Some(cookie) => decision.upstream_headers.push(("cookie".into(), cookie)),
+                None => decision.upstream_remove.push("cookie".into()),
+            }
+        }
+        decision
+    }
+
+    async fn decide_inner(&self, request: &AuthRequest) -> Decision {
         // Excluded path: allow without identity (but never with identity the client made up).
         if self.excluded.matches(request.path_only()) {
             return Decision::allow("excluded", self.strip_headers.clone());

@@ -98,6 +98,8 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("AUTHGATE_AUDIENCE", "audience", Text),
     var("AUTHGATE_REFRESH_GRACE_PERIOD_SECONDS", "refreshGracePeriodSeconds", Integer),
     var("AUTHGATE_DISABLE_REPLAY_DETECTION", "disableReplayDetection", Bool),
+    var("AUTHGATE_CLOCK_SKEW_SECONDS", "clockSkewSeconds", Integer),
+    var("AUTHGATE_STRIP_AUTH_COOKIES", "stripAuthCookies", Bool),
     var("AUTHGATE_LOG_LEVEL", "logLevel", Text),
     var("AUTHGATE_LOG_FORMAT", "logFormat", Text),
     var("AUTHGATE_GRPC_ADDRESS", "grpcAddress", Text),

@@ -104,6 +104,13 @@ pub struct Config {
     /// Refresh tokens this many seconds before they expire. Default 60.
     #[serde(rename = "refreshGracePeriodSeconds")]
     pub refresh_grace_period_seconds: u64,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` of tokens from the provider, in seconds. Default 30.
+    #[serde(rename = "clockSkewSeconds")]
+    pub clock_skew_seconds: u64,
+    /// Remove authgate's own cookies (session, login flow) from the request the upstream
+    /// gets, so it never sees a session id. Default true.
+    #[serde(rename = "stripAuthCookies")]
+    pub strip_auth_cookies: bool,
     /// Turn off `jti` replay detection for one-time tokens. Default false.
     #[serde(rename = "disableReplayDetection")]
     pub disable_replay_detection: bool,
@@ -165,6 +172,8 @@ impl Default for Config {
             enable_pkce: true,
             audience: String::new(),
             refresh_grace_period_seconds: 60,
+            clock_skew_seconds: 30,
+            strip_auth_cookies: true,
             disable_replay_detection: false,
             log_level: LogLevel::Info,
             log_format: LogFormat::Text,

@@ -37,6 +37,7 @@ pub struct BackchannelLogout {
     cache: Cache,
     client_id: String,
     session_max_age: Duration,
+    leeway: u64,
 }
 
 impl std::fmt::Debug for BackchannelLogout {
@@ -56,12 +57,14 @@ impl BackchannelLogout {
             cache,
             client_id: config.client_id.clone(),
             session_max_age: config.session_max_age.get(),
+            leeway: config.clock_skew_seconds,
         }
     }
 
     /// Verifies a logout token and ends the sessions it names.
     pub async fn handle(&self, logout_token: &str) -> Result<(), Refusal> {
-        let claims = match verify_signed(&self.discovery, &self.jwks, &self.client_id, logout_token).await {
+        let claims = match verify_signed(&self.discovery, &self.jwks, &self.client_id, logout_token, self.leeway).await
+        {
             Verdict::Valid(claims) => claims,
             Verdict::Invalid(reason) => return Err(reason),
             Verdict::Unavailable(_) => return Err("identity provider keys unavailable"),

@@ -19,8 +19,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Claims of a verified token.
 pub type Claims = serde_json::Map<String, serde_json::Value>;
 
-/// Clock skew tolerated on `exp` and `nbf`.
-pub const LEEWAY_SECONDS: u64 = 30;
 /// Longest time a verified token's claims are reused without checking the signature again.
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
 
@@ -51,6 +49,7 @@ pub struct BearerVerifier {
     jwks: Arc<Jwks>,
     audience: String,
     cache: Cache,
+    leeway: u64,
 }
 
 impl std::fmt::Debug for BearerVerifier {
@@ -64,8 +63,9 @@ fn now() -> u64 {
 }
 
 impl BearerVerifier {
-    pub fn new(discovery: Arc<Discovery>, jwks: Arc<Jwks>, audience: &str, cache: Cache) -> Self {
-        BearerVerifier { jwks, discovery, audience: audience.to_owned(), cache }
+    /// `leeway`: clock skew tolerated on `exp`/`nbf`, in seconds (`clockSkewSeconds`).
+    pub fn new(discovery: Arc<Discovery>, jwks: Arc<Jwks>, audience: &str, cache: Cache, leeway: u64) -> Self {
+        BearerVerifier { jwks, discovery, audience: audience.to_owned(), cache, leeway }
     }
 
     pub async fn verify(&self, token: &str) -> Verdict {
@@ -80,12 +80,12 @@ impl BearerVerifier {
         }
         let id = token_key(token);
         if let Ok(Some(claims)) = self.cache.get_json::<Claims>(Kind::Token, &id).await
-            && claims.get("exp").and_then(serde_json::Value::as_u64).is_some_and(|exp| exp + LEEWAY_SECONDS > now())
+            && claims.get("exp").and_then(serde_json::Value::as_u64).is_some_and(|exp| exp + self.leeway > now())
         {
             return Verdict::Valid(claims);
         }
 
-        let claims = match verify_signed(&self.discovery, &self.jwks, &self.audience, token).await {
+        let claims = match verify_signed(&self.discovery, &self.jwks, &self.audience, token, self.leeway).await {
             Verdict::Valid(claims) => claims,
             other => return other,
         };
@@ -101,7 +101,7 @@ impl BearerVerifier {
 
 /// Verifies a JWT issued by the provider: allowed algorithm, key from the JWKS, signature,
 /// `iss`, `aud` contains `audience`, `exp`/`nbf` with leeway. Used for bearer tokens and ID tokens.
-pub async fn verify_signed(discovery: &Discovery, jwks: &Jwks, audience: &str, token: &str) -> Verdict {
+pub async fn verify_signed(discovery: &Discovery, jwks: &Jwks, audience: &str, token: &str, leeway: u64) -> Verdict {
     let header = match jsonwebtoken::decode_header(token) {
         Ok(header) => header,
         // Includes `alg: none`, which is not an algorithm jsonwebtoken knows.
@@ -122,7 +122,7 @@ pub async fn verify_signed(discovery: &Discovery, jwks: &Jwks, audience: &str, t
     let mut validation = Validation::new(header.alg);
     validation.set_issuer(&[metadata.issuer.as_str()]);
     validation.set_audience(&[audience]);
-    validation.leeway = LEEWAY_SECONDS;
+    validation.leeway = leeway;
     validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);
     match jsonwebtoken::decode::<Claims>(token, &key, &validation) {

@@ -216,6 +216,20 @@ impl Login {
         }
     }
 
+    /// The request's `Cookie` header without authgate's own cookies (session and login
+    /// flow): `None` when it has none of them, `Some(None)` when nothing else remains.
+    pub fn cookies_for_upstream(&self, request: &AuthRequest) -> Option<Option<String>> {
+        let all = cookies(request);
+        let session = self.session_cookie_name();
+        let flow = self.flow_cookie_prefix();
+        let ours = |name: &str| name == session || name.starts_with(&flow);
+        if !all.iter().any(|(n, _)| ours(n)) {
+            return None;
+        }
+        let rest: Vec<String> = all.iter().filter(|(n, _)| !ours(n)).map(|(n, v)| format!("{n}={v}")).collect();
+        Some((!rest.is_empty()).then(|| rest.join("; ")))
+    }
+
     /// The session the request's cookie names, if it is live, with its id.
     pub async fn session(
         &self,
@@ -305,8 +319,14 @@ impl Login {
         {
             Ok(tokens) => {
                 if let Some(id_token) = tokens.id_token.clone()
-                    && let Verdict::Valid(claims) =
-                        verify_signed(&self.discovery, &self.jwks, &self.config.client_id, &id_token).await
+                    && let Verdict::Valid(claims) = verify_signed(
+                        &self.discovery,
+                        &self.jwks,
+                        &self.config.client_id,
+                        &id_token,
+                        self.config.clock_skew_seconds,
+                    )
+                    .await
                 {
                     record.claims = claims;
                     record.id_token = id_token;
@@ -420,7 +440,15 @@ impl Login {
         let Some(id_token) = tokens.id_token.clone() else {
             return Decision::deny_with(401, "no_id_token", "the identity provider returned no ID token\n");
         };
-        let claims = match verify_signed(&self.discovery, &self.jwks, &self.config.client_id, &id_token).await {
+        let claims = match verify_signed(
+            &self.discovery,
+            &self.jwks,
+            &self.config.client_id,
+            &id_token,
+            self.config.clock_skew_seconds,
+        )
+        .await
+        {
             Verdict::Valid(claims) => claims,
             Verdict::Invalid(reason) => return Decision::deny_with(401, reason, "invalid ID token\n"),
             Verdict::Unavailable(_) => return Decision::error("idp_unavailable"),

@@ -136,3 +136,27 @@ async fn an_unreachable_provider_is_an_error_not_a_denial() {
     let body: serde_json::Value = readyz.json().await.unwrap();
     assert!(body["reasons"][0].as_str().unwrap().contains("discovery"), "{body}");
 }
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let idp = Idp::start("http://127.0.0.1:1", &[("IDP_ACCESS_TOKEN_TTL", "1")]).await;
+    let upstream = EchoUpstream::start().await;
+    let authgate = Authgate::builder()
+        .key("providerURL", &idp.issuer())
+        .key("clientID", IDP_CLIENT_ID)
+        .key("clockSkewSeconds", "0")
+        .start()
+        .await;
+    authgate.wait_ready().await;
+    let envoy = Envoy::start(authgate.grpc, upstream.addr).await;
+    let token = idp.client_credentials_token().await;
+    let exp = payload(&token)["exp"].as_u64().unwrap();
+    // Wait for the clock to pass `exp` (a one-second token), then it must be refused.
+    crate::support::wait_until("token expiry", async || {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() > exp
+    })
+    .await;
+    let response = get(&envoy, &token).await;
+    assert_eq!(response.status(), 401);
+    assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("token_expired"));
+}

@@ -55,6 +55,11 @@ async fn a_browser_logs_in_and_reaches_the_upstream_with_its_identity() {
     assert_eq!(headers["x-auth-request-email"], "alice@example.com");
     assert_eq!(headers["x-user-groups"], "admins,staff");
     assert_eq!(headers["x-user-roles"], "editor");
+    let upstream_cookies = headers.get("cookie").and_then(|c| c.as_str()).unwrap_or("");
+    assert!(
+        !upstream_cookies.contains("_authgate_"),
+        "the upstream must not see authgate's cookies: {upstream_cookies}"
+    );
 
     // The session works for the next requests, and a spoofed identity header is replaced.
     let again = browser
