@@ -75,6 +75,7 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("AUTHGATE_PROVIDER_URL", "providerURL", Text),
     var("AUTHGATE_CLIENT_ID", "clientID", Text),
     var("AUTHGATE_CLIENT_SECRET", "clientSecret", Text),
+    var("AUTHGATE_TOKEN_ENDPOINT_AUTH_METHOD", "tokenEndpointAuthMethod", Text),
     var("AUTHGATE_SESSION_ENCRYPTION_KEY", "sessionEncryptionKey", Text),
     var("AUTHGATE_PREVIOUS_SESSION_ENCRYPTION_KEYS", "previousSessionEncryptionKeys", List),
     var("AUTHGATE_CALLBACK_URL", "callbackURL", Text),

@@ -34,6 +34,10 @@ pub struct Config {
     /// OAuth 2.0 client secret; empty for a public client (then PKCE is required). Default: none.
     #[serde(rename = "clientSecret")]
     pub client_secret: Secret,
+    /// How the client authenticates at the token endpoint: `client_secret_basic` or
+    /// `client_secret_post`; empty picks basic unless the provider only offers post. Default empty.
+    #[serde(rename = "tokenEndpointAuthMethod")]
+    pub token_endpoint_auth_method: String,
     /// Secret of at least 32 characters from which the AES-256-GCM session key is derived
     /// (HKDF-SHA256). Required, never defaulted.
     #[serde(rename = "sessionEncryptionKey")]
@@ -149,6 +153,7 @@ impl Default for Config {
             provider_url: String::new(),
             client_id: String::new(),
             client_secret: Secret::default(),
+            token_endpoint_auth_method: String::new(),
             session_encryption_key: Secret::default(),
             previous_session_encryption_keys: Vec::new(),
             callback_url: "/oauth2/callback".into(),

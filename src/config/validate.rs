@@ -25,6 +25,13 @@ impl Config {
             p.add("clientSecret", "required unless enablePKCE is true (a public client must use PKCE)");
         }
 
+        if !["", "client_secret_basic", "client_secret_post"].contains(&self.token_endpoint_auth_method.as_str()) {
+            p.add(
+                "tokenEndpointAuthMethod",
+                format!("must be client_secret_basic or client_secret_post, got {:?}", self.token_endpoint_auth_method),
+            );
+        }
+
         // Session encryption: required, never defaulted, long enough.
         let key = self.session_encryption_key.expose();
         if key.is_empty() {

@@ -540,7 +540,12 @@ impl Login {
         mut form: Vec<(&'static str, String)>,
     ) -> Result<TokenResponse, TokenError> {
         let secret = self.config.client_secret.expose();
-        let basic = !secret.is_empty() && (methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic"));
+        let basic = !secret.is_empty()
+            && match self.config.token_endpoint_auth_method.as_str() {
+                "client_secret_basic" => true,
+                "client_secret_post" => false,
+                _ => methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic"),
+            };
         let mut request = self.http.post(endpoint);
         if basic {
             let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -651,6 +656,13 @@ mod tests {
         let mut post = request(&[("accept", "text/html")]);
         post.method = "POST".into();
         assert!(!is_browser_navigation(&post));
+        let mut head = request(&[("accept", "text/html")]);
+        head.method = "HEAD".into();
+        assert!(is_browser_navigation(&head), "HEAD of a page behaves like GET");
+        assert!(!is_browser_navigation(&request(&[
+            ("accept", "text/html"),
+            ("content-type", "application/grpc-web+proto")
+        ])));
     }
 
     #[test]

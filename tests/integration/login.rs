@@ -233,3 +233,40 @@ async fn the_login_works_in_redis_and_hybrid_mode() {
         assert!(!value.contains("alice") && !value.contains("eyJ"), "{mode}: session stored in clear: {value}");
     }
 }
+
+#[tokio::test]
+async fn a_callback_arriving_on_another_host_is_sent_to_the_root_not_away() {
+    let stack = stack("").await;
+    let browser = browser();
+    let callback = crate::support::login_until_callback(
+        &browser,
+        &stack.envoy.url("/private/deep"),
+        "alice",
+        &stack.envoy.url("/oauth2/callback"),
+    )
+    .await;
+    // Deliver the callback with another Host (what a forged link through a shared proxy does).
+    let response =
+        browser.get(&callback).header("host", "evil.example").header("accept", "text/html").send().await.unwrap();
+    assert_eq!(response.status(), 302, "{}", stack.authgate.logs());
+    assert_eq!(response.headers()["location"], "/", "never back to the original path on a foreign host");
+}
+
+#[tokio::test]
+async fn client_secret_post_works_when_configured() {
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start_with(&origin, None, "client_secret_post", &[]).await;
+    let upstream = EchoUpstream::start().await;
+    let authgate = Authgate::builder()
+        .key("providerURL", &idp.issuer())
+        .key("clientID", IDP_CLIENT_ID)
+        .key("clientSecret", IDP_CLIENT_SECRET)
+        .key("tokenEndpointAuthMethod", "client_secret_post")
+        .start()
+        .await;
+    authgate.wait_ready().await;
+    let envoy = Envoy::start_on(port, authgate.grpc, upstream.addr).await;
+    let (_, response) = browser_login(&browser(), &envoy.url("/private"), "alice").await;
+    assert_eq!(response.status(), 200, "{}", authgate.logs());
+}

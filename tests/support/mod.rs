@@ -774,6 +774,16 @@ impl Idp {
 
     /// Like [`Idp::start`], registering `backchannel_logout_uri` for the client.
     pub async fn start_with_backchannel(app_origin: &str, backchannel: Option<&str>, env: &[(&str, &str)]) -> Idp {
+        Idp::start_with(app_origin, backchannel, "client_secret_basic", env).await
+    }
+
+    /// The general form: back-channel logout URI and the client's token endpoint auth method.
+    pub async fn start_with(
+        app_origin: &str,
+        backchannel: Option<&str>,
+        auth_method: &str,
+        env: &[(&str, &str)],
+    ) -> Idp {
         authgate::cache::redis::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -784,7 +794,7 @@ impl Idp {
             "post_logout_redirect_uris": [format!("{app_origin}/")],
             "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
             "response_types": ["code"],
-            "token_endpoint_auth_method": "client_secret_basic",
+            "token_endpoint_auth_method": auth_method,
         }]);
         let mut clients = clients;
         if let Some(uri) = backchannel {
@@ -896,6 +906,35 @@ pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
         .filter(|tag| tag.contains("type=\"hidden\""))
         .filter_map(|tag| Some((attribute(tag, "name")?, attribute(tag, "value").unwrap_or_default())))
         .collect()
+}
+
+/// Follows a login from `url` through the IdP's forms, stopping at the redirect back to
+/// `callback_prefix` (not following it): returns that callback URL.
+pub async fn login_until_callback(browser: &reqwest::Client, url: &str, user: &str, callback_prefix: &str) -> String {
+    let mut current = url.to_owned();
+    let mut response = browser.get(&current).header("accept", "text/html").send().await.unwrap();
+    for _ in 0..20 {
+        if response.status().is_redirection() {
+            let location = resolve(&current, response.headers()["location"].to_str().unwrap());
+            if location.starts_with(callback_prefix) {
+                return location;
+            }
+            current = location;
+            response = browser.get(&current).header("accept", "text/html").send().await.unwrap();
+            continue;
+        }
+        let html = response.text().await.unwrap();
+        let Some(action) = form_action(&html) else { panic!("no form at {current}:\n{html}") };
+        let target = resolve(&current, &action);
+        let mut fields = hidden_inputs(&html);
+        if html.contains("name=\"login\"") {
+            fields.push(("login".into(), user.into()));
+            fields.push(("password".into(), "any".into()));
+        }
+        response = browser.post(&target).form(&fields).send().await.unwrap();
+        current = target;
+    }
+    panic!("never redirected to {callback_prefix}");
 }
 
 /// Logs `user` in as a browser would, starting at `url` (a protected page behind Envoy):
