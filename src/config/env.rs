@@ -100,6 +100,7 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("AUTHGATE_REFRESH_GRACE_PERIOD_SECONDS", "refreshGracePeriodSeconds", Integer),
     var("AUTHGATE_DISABLE_REPLAY_DETECTION", "disableReplayDetection", Bool),
     var("AUTHGATE_CLOCK_SKEW_SECONDS", "clockSkewSeconds", Integer),
+    var("AUTHGATE_FETCH_USER_INFO", "fetchUserInfo", Bool),
     var("AUTHGATE_STRIP_AUTH_COOKIES", "stripAuthCookies", Bool),
     var("AUTHGATE_LOG_LEVEL", "logLevel", Text),
     var("AUTHGATE_LOG_FORMAT", "logFormat", Text),

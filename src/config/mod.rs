@@ -108,6 +108,10 @@ pub struct Config {
     /// Refresh tokens this many seconds before they expire. Default 60.
     #[serde(rename = "refreshGracePeriodSeconds")]
     pub refresh_grace_period_seconds: u64,
+    /// After login, also read the provider's userinfo endpoint and add its claims to the
+    /// ID token's (for providers that keep e-mail or groups out of the ID token). Default false.
+    #[serde(rename = "fetchUserInfo")]
+    pub fetch_user_info: bool,
     /// Clock skew tolerated on `exp`, `nbf` and `iat` of tokens from the provider, in seconds. Default 30.
     #[serde(rename = "clockSkewSeconds")]
     pub clock_skew_seconds: u64,
@@ -177,6 +181,7 @@ impl Default for Config {
             enable_pkce: true,
             audience: String::new(),
             refresh_grace_period_seconds: 60,
+            fetch_user_info: false,
             clock_skew_seconds: 30,
             strip_auth_cookies: true,
             disable_replay_detection: false,

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Flow cookies live this long: a login not finished in ten minutes starts over.
 pub const FLOW_TTL: Duration = Duration::from_secs(600);
@@ -466,6 +467,12 @@ impl Login {
                 Err(_) => return Decision::error("cache_unavailable"),
             }
         }
+        let mut claims = claims;
+        if self.config.fetch_user_info
+            && let Err(decision) = self.merge_userinfo(&mut claims, &tokens.access_token).await
+        {
+            return *decision;
+        }
         let Some(identity) = Identity::from_claims(&claims, &self.config) else {
             return Decision::deny_with(401, "no_user_identifier", "the ID token names no user\n");
         };
@@ -499,6 +506,32 @@ impl Login {
             "/".to_owned()
         };
         Decision::redirect("logged_in", &location, cookies)
+    }
+
+    /// Adds the userinfo endpoint's claims (`fetchUserInfo`); its `sub` must be the ID token's.
+    async fn merge_userinfo(&self, claims: &mut Claims, access_token: &str) -> Result<(), Box<Decision>> {
+        let metadata = self.discovery.metadata().map_err(|_| Box::new(Decision::error("idp_unavailable")))?;
+        let Some(endpoint) = metadata.userinfo_endpoint.clone() else { return Ok(()) };
+        let span = tracing::info_span!("idp", otel.name = "authgate.idp.userinfo");
+        let response = self
+            .http
+            .get(&endpoint)
+            .bearer_auth(access_token)
+            .send()
+            .instrument(span)
+            .await
+            .map_err(|_| Box::new(Decision::error("idp_unavailable")))?;
+        if !response.status().is_success() {
+            return Err(Box::new(Decision::error("userinfo_failed")));
+        }
+        let info: Claims = response.json().await.map_err(|_| Box::new(Decision::error("userinfo_failed")))?;
+        if info.get("sub") != claims.get("sub") {
+            return Err(Box::new(Decision::deny_with(401, "userinfo_sub_mismatch", "inconsistent identity\n")));
+        }
+        for (name, value) in info {
+            claims.entry(name).or_insert(value);
+        }
+        Ok(())
     }
 
     /// `nonce` and `azp` (signature, iss, aud and exp were checked by `verify_signed`).
@@ -556,7 +589,9 @@ impl Login {
                 form.push(("client_secret", secret.to_owned()));
             }
         }
-        let response = request.form(&form).send().await.map_err(|e| {
+        let grant = form.iter().find(|(k, _)| *k == "grant_type").map(|(_, v)| v.clone()).unwrap_or_default();
+        let span = tracing::info_span!("idp", otel.name = "authgate.idp.token", grant_type = %grant);
+        let response = request.form(&form).send().instrument(span).await.map_err(|e| {
             tracing::warn!(error = %e, "token endpoint unreachable");
             TokenError::Unavailable("idp_unavailable")
         })?;

@@ -9,6 +9,7 @@
 //   IDP_REFRESH_TOKEN_TTL  seconds (default 86400)
 //   IDP_RESOURCE           resource indicator whose access tokens are JWTs (default urn:authgate:api)
 //   IDP_AUDIENCE           audience of those JWTs (default authgate-demo)
+//   IDP_CONFORM_ID_TOKEN_CLAIMS  "true": scope claims only in userinfo, not in the ID token
 // Prints "IDP READY <issuer>" once listening.
 import Provider from 'oidc-provider';
 
@@ -70,7 +71,9 @@ const configuration = {
     groups: ['groups', 'roles'],
   },
   scopes: ['openid', 'offline_access', 'email', 'profile', 'groups', 'api'],
-  conformIdTokenClaims: false,
+  // IDP_CONFORM_ID_TOKEN_CLAIMS=true keeps scope claims (email, groups…) out of the ID
+  // token, in userinfo only, as strict providers do.
+  conformIdTokenClaims: process.env.IDP_CONFORM_ID_TOKEN_CLAIMS === 'true',
   findAccount: async (ctx, id) => ({
     accountId: id,
     claims: async () => ({

@@ -270,3 +270,71 @@ async fn client_secret_post_works_when_configured() {
     let (_, response) = browser_login(&browser(), &envoy.url("/private"), "alice").await;
     assert_eq!(response.status(), 200, "{}", authgate.logs());
 }
+
+#[tokio::test]
+async fn userinfo_claims_are_added_when_the_id_token_lacks_them() {
+    for fetch in [false, true] {
+        let port = free_port();
+        let idp = Idp::start(&format!("http://127.0.0.1:{port}"), &[("IDP_CONFORM_ID_TOKEN_CLAIMS", "true")]).await;
+        let upstream = EchoUpstream::start().await;
+        let authgate = Authgate::builder()
+            .key("providerURL", &idp.issuer())
+            .key("clientID", IDP_CLIENT_ID)
+            .key("clientSecret", IDP_CLIENT_SECRET)
+            .key("scopes", "[openid, email, groups]")
+            .key("fetchUserInfo", &fetch.to_string())
+            .start()
+            .await;
+        authgate.wait_ready().await;
+        let envoy = Envoy::start_on(port, authgate.grpc, upstream.addr).await;
+        let (_, response) = browser_login(&browser(), &envoy.url("/private"), "alice").await;
+        assert_eq!(response.status(), 200, "{}", authgate.logs());
+        let echoed: serde_json::Value = response.json().await.unwrap();
+        let email = echoed["headers"].get("x-auth-request-email").cloned();
+        if fetch {
+            assert_eq!(email.unwrap(), "alice@example.com", "from userinfo");
+            assert_eq!(echoed["headers"]["x-user-groups"], "admins,staff");
+        } else {
+            assert!(email.is_none(), "the ID token alone has no e-mail: {echoed}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn logging_out_through_one_replica_ends_the_session_on_the_other() {
+    let redis = crate::support::RedisServer::start();
+    let port = free_port();
+    let idp = Idp::start(&format!("http://127.0.0.1:{port}"), &[]).await;
+    let key = crate::support::random_hex(32);
+    let shared = format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: hybrid", redis.address());
+    let replica = || {
+        Authgate::builder()
+            .key("providerURL", &idp.issuer())
+            .key("clientID", IDP_CLIENT_ID)
+            .key("clientSecret", IDP_CLIENT_SECRET)
+            .key("sessionEncryptionKey", &key)
+            .yaml(&shared)
+            .start()
+    };
+    let a = replica().await;
+    let b = replica().await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let upstream = EchoUpstream::start().await;
+    let envoy = Envoy::start_on(port, a.grpc, upstream.addr).await;
+    let (browser, jar) = crate::support::browser_with_jar();
+    let (_, response) = browser_login(&browser, &envoy.url("/private"), "alice").await;
+    assert_eq!(response.status(), 200);
+    let cookie = jar.cookies(&envoy.url("/").parse().unwrap()).unwrap().to_str().unwrap().to_owned();
+    // B has the session in its L1 now.
+    assert_eq!(b.bridge("/private", &cookie).await.status(), 200);
+    assert_eq!(b.bridge("/private", &cookie).await.status(), 200);
+
+    let logout = browser.get(envoy.url("/oauth2/logout")).header("sec-fetch-site", "same-origin").send().await.unwrap();
+    assert_eq!(logout.status(), 302);
+    // Through A, then at once on B, whose L1 held it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while b.bridge("/private", &cookie).await.status() != 401 {
+        assert!(std::time::Instant::now() < deadline, "B still accepts a logged-out session");
+    }
+}
