@@ -34,8 +34,7 @@ async fn recording_forwarder(target: String, seen: Arc<Mutex<Vec<String>>>) -> u
     port
 }
 
-#[tokio::test]
-async fn signing_out_at_the_provider_ends_the_session_on_every_replica() {
+async fn provider_sign_out_ends_sessions_everywhere(mode: &str) {
     let redis = RedisServer::start();
     let app_port = free_port();
     let a_http = free_port();
@@ -54,7 +53,7 @@ async fn signing_out_at_the_provider_ends_the_session_on_every_replica() {
             .key("clientID", IDP_CLIENT_ID)
             .key("clientSecret", IDP_CLIENT_SECRET)
             .key("sessionEncryptionKey", &key)
-            .yaml(&format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: hybrid", redis.address()));
+            .yaml(&format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: {mode}", redis.address()));
         if let Some(port) = http {
             builder = builder.http_port(port);
         }
@@ -110,4 +109,14 @@ async fn signing_out_at_the_provider_ends_the_session_on_every_replica() {
         .await
         .unwrap();
     assert_eq!(garbage.status(), 400);
+}
+
+#[tokio::test]
+async fn signing_out_at_the_provider_ends_the_session_on_every_replica_in_redis_mode() {
+    provider_sign_out_ends_sessions_everywhere("redis").await;
+}
+
+#[tokio::test]
+async fn signing_out_at_the_provider_ends_the_session_on_every_replica_in_hybrid_mode() {
+    provider_sign_out_ends_sessions_everywhere("hybrid").await;
 }

@@ -300,13 +300,12 @@ async fn userinfo_claims_are_added_when_the_id_token_lacks_them() {
     }
 }
 
-#[tokio::test]
-async fn logging_out_through_one_replica_ends_the_session_on_the_other() {
+async fn logout_through_one_replica_ends_it_on_the_other(mode: &str) {
     let redis = crate::support::RedisServer::start();
     let port = free_port();
     let idp = Idp::start(&format!("http://127.0.0.1:{port}"), &[]).await;
     let key = crate::support::random_hex(32);
-    let shared = format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: hybrid", redis.address());
+    let shared = format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: {mode}", redis.address());
     let replica = || {
         Authgate::builder()
             .key("providerURL", &idp.issuer())
@@ -337,4 +336,14 @@ async fn logging_out_through_one_replica_ends_the_session_on_the_other() {
     while b.bridge("/private", &cookie).await.status() != 401 {
         assert!(std::time::Instant::now() < deadline, "B still accepts a logged-out session");
     }
+}
+
+#[tokio::test]
+async fn logging_out_through_one_replica_ends_the_session_on_the_other_in_redis_mode() {
+    logout_through_one_replica_ends_it_on_the_other("redis").await;
+}
+
+#[tokio::test]
+async fn logging_out_through_one_replica_ends_the_session_on_the_other_in_hybrid_mode() {
+    logout_through_one_replica_ends_it_on_the_other("hybrid").await;
 }

@@ -73,14 +73,13 @@ async fn twenty_concurrent_requests_refresh_once_and_stay_logged_in() {
     assert!(!authgate.logs().contains("refresh token refused"), "{}", authgate.logs());
 }
 
-#[tokio::test]
-async fn two_replicas_sharing_redis_redeem_each_refresh_token_once() {
+async fn two_replicas_redeem_each_refresh_token_once(mode: &str) {
     let redis = RedisServer::start();
     let port = free_port();
     let idp = Idp::start(&format!("http://127.0.0.1:{port}"), &[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
     let upstream = EchoUpstream::start().await;
     let shared =
-        format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: hybrid\n  keyPrefix: shared", redis.address());
+        format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: {mode}\n  keyPrefix: shared", redis.address());
     // Replicas share Redis and the session key.
     let key = crate::support::random_hex(32);
     let a = authgate(&idp, &shared, &key).await;
@@ -119,4 +118,14 @@ async fn two_replicas_sharing_redis_redeem_each_refresh_token_once() {
     for replica in [&a, &b] {
         assert!(!replica.logs().contains("refresh token refused"), "{}", replica.logs());
     }
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_redis_redeem_each_refresh_token_once_in_redis_mode() {
+    two_replicas_redeem_each_refresh_token_once("redis").await;
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_redis_redeem_each_refresh_token_once_in_hybrid_mode() {
+    two_replicas_redeem_each_refresh_token_once("hybrid").await;
 }
