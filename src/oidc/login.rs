@@ -320,14 +320,7 @@ impl Login {
         {
             Ok(tokens) => {
                 if let Some(id_token) = tokens.id_token.clone()
-                    && let Verdict::Valid(claims) = verify_signed(
-                        &self.discovery,
-                        &self.jwks,
-                        &self.config.client_id,
-                        &id_token,
-                        self.config.clock_skew_seconds,
-                    )
-                    .await
+                    && let Verdict::Valid(claims) = self.verify_id_token(&id_token).await
                 {
                     record.claims = claims;
                     record.id_token = id_token;
@@ -441,15 +434,7 @@ impl Login {
         let Some(id_token) = tokens.id_token.clone() else {
             return Decision::deny_with(401, "no_id_token", "the identity provider returned no ID token\n");
         };
-        let claims = match verify_signed(
-            &self.discovery,
-            &self.jwks,
-            &self.config.client_id,
-            &id_token,
-            self.config.clock_skew_seconds,
-        )
-        .await
-        {
+        let claims = match self.verify_id_token(&id_token).await {
             Verdict::Valid(claims) => claims,
             Verdict::Invalid(reason) => return Decision::deny_with(401, reason, "invalid ID token\n"),
             Verdict::Unavailable(_) => return Decision::error("idp_unavailable"),
@@ -506,6 +491,12 @@ impl Login {
             "/".to_owned()
         };
         Decision::redirect("logged_in", &location, cookies)
+    }
+
+    /// Signature, `iss`, `aud` = our client id, `exp`/`nbf` of an ID token.
+    async fn verify_id_token(&self, id_token: &str) -> Verdict {
+        verify_signed(&self.discovery, &self.jwks, &self.config.client_id, id_token, self.config.clock_skew_seconds)
+            .await
     }
 
     /// Adds the userinfo endpoint's claims (`fetchUserInfo`); its `sub` must be the ID token's.

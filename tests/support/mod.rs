@@ -908,52 +908,31 @@ pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Follows a login from `url` through the IdP's forms, stopping at the redirect back to
-/// `callback_prefix` (not following it): returns that callback URL.
-pub async fn login_until_callback(browser: &reqwest::Client, url: &str, user: &str, callback_prefix: &str) -> String {
+/// Drives a browser login from `url`: follows redirects and fills the IdP's login and
+/// consent forms. With `stop_at`, stops before following a redirect to a URL starting with
+/// it and returns that URL without a response; otherwise returns the first non-form answer.
+async fn drive_login(
+    browser: &reqwest::Client,
+    url: &str,
+    user: &str,
+    stop_at: Option<&str>,
+) -> (String, Option<reqwest::Response>) {
     let mut current = url.to_owned();
     let mut response = browser.get(&current).header("accept", "text/html").send().await.unwrap();
     for _ in 0..20 {
         if response.status().is_redirection() {
             let location = resolve(&current, response.headers()["location"].to_str().unwrap());
-            if location.starts_with(callback_prefix) {
-                return location;
+            if stop_at.is_some_and(|prefix| location.starts_with(prefix)) {
+                return (location, None);
             }
             current = location;
-            response = browser.get(&current).header("accept", "text/html").send().await.unwrap();
-            continue;
-        }
-        let html = response.text().await.unwrap();
-        let Some(action) = form_action(&html) else { panic!("no form at {current}:\n{html}") };
-        let target = resolve(&current, &action);
-        let mut fields = hidden_inputs(&html);
-        if html.contains("name=\"login\"") {
-            fields.push(("login".into(), user.into()));
-            fields.push(("password".into(), "any".into()));
-        }
-        response = browser.post(&target).form(&fields).send().await.unwrap();
-        current = target;
-    }
-    panic!("never redirected to {callback_prefix}");
-}
-
-/// Logs `user` in as a browser would, starting at `url` (a protected page behind Envoy):
-/// follows redirects, fills the IdP's login and consent forms, and returns the final
-/// response together with the URL it came from.
-pub async fn browser_login(browser: &reqwest::Client, url: &str, user: &str) -> (String, reqwest::Response) {
-    let mut current = url.to_owned();
-    let mut response = browser.get(&current).header("accept", "text/html").send().await.unwrap();
-    for _ in 0..20 {
-        if response.status().is_redirection() {
-            let location = response.headers()["location"].to_str().unwrap().to_owned();
-            current = resolve(&current, &location);
             response = browser.get(&current).header("accept", "text/html").send().await.unwrap();
             continue;
         }
         let is_form = response.status() == 200
             && response.headers().get("content-type").is_some_and(|c| c.to_str().unwrap_or("").contains("text/html"));
         if !is_form {
-            return (current, response);
+            return (current, Some(response));
         }
         let html = response.text().await.unwrap();
         let Some(action) = form_action(&html) else { panic!("no form at {current}:\n{html}") };
@@ -967,4 +946,22 @@ pub async fn browser_login(browser: &reqwest::Client, url: &str, user: &str) -> 
         current = target;
     }
     panic!("login did not finish within 20 steps (at {current})");
+}
+
+/// Follows a login from `url` up to the IdP's redirect back to `callback_prefix`, and
+/// returns that callback URL without following it.
+pub async fn login_until_callback(browser: &reqwest::Client, url: &str, user: &str, callback_prefix: &str) -> String {
+    match drive_login(browser, url, user, Some(callback_prefix)).await {
+        (callback, None) => callback,
+        (at, Some(response)) => {
+            panic!("never redirected to {callback_prefix}; ended at {at} with {}", response.status())
+        }
+    }
+}
+
+/// Logs `user` in as a browser would, starting at `url` (a protected page behind Envoy),
+/// and returns the final response together with the URL it came from.
+pub async fn browser_login(browser: &reqwest::Client, url: &str, user: &str) -> (String, reqwest::Response) {
+    let (at, response) = drive_login(browser, url, user, None).await;
+    (at, response.expect("without a stop URL the login ends with a response"))
 }
