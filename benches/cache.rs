@@ -10,6 +10,10 @@
 //! `redis-benchmark` on PATH (scripts/install-test-deps.sh installs them).
 
 use authgate::cache::{CacheSystem, Kind};
+
+/// The allocator the `authgate` binary uses, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use authgate::config::{CacheMode, Config, RedisConfig};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};

@@ -7,6 +7,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: the request path allocates a lot of small, short-lived buffers (futures,
+/// commands, headers), where it measured faster than glibc's malloc (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// OpenID Connect authentication server for Envoy ext_authz, Istio and forward-auth proxies.
 #[derive(Debug, Parser)]
 #[command(name = "authgate", version, about, long_about = None)]
