@@ -123,7 +123,8 @@ impl Decision {
         }
     }
 
-    fn deny(status: u16, reason: &'static str, body: &str) -> Self {
+    /// A denial with a given status, reason code and short body.
+    pub fn deny(status: u16, reason: &'static str, body: &str) -> Self {
         Decision {
             outcome: Outcome::Deny,
             status,
@@ -165,11 +166,6 @@ impl Decision {
             response_headers,
             body: String::new(),
         }
-    }
-
-    /// A denial with a given status and a short body.
-    pub fn deny_with(status: u16, reason: &'static str, body: &str) -> Self {
-        Decision::deny(status, reason, body)
     }
 
     /// 400: a request authgate cannot make sense of (a callback without code or state).

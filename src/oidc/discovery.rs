@@ -83,19 +83,7 @@ impl Discovery {
         let url = format!("{}/.well-known/openid-configuration", self.provider_url);
         let span = tracing::info_span!("idp", otel.name = "authgate.idp.discovery", url = %url);
         async {
-            let response = self
-                .http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| OidcError::ProviderUnavailable(format!("GET {url}: {e}")))?;
-            if !response.status().is_success() {
-                return Err(OidcError::ProviderUnavailable(format!("GET {url}: HTTP {}", response.status())));
-            }
-            let metadata: ProviderMetadata = response
-                .json()
-                .await
-                .map_err(|e| OidcError::ProviderUnavailable(format!("{url}: not valid provider metadata: {e}")))?;
+            let metadata: ProviderMetadata = super::get_json(&self.http, &url, "valid provider metadata").await?;
             // Discovery 1.0 §4.3: the issuer must be exactly the URL we discovered from.
             if trim_slash(&metadata.issuer) != self.provider_url {
                 return Err(OidcError::ProviderUnavailable(format!(

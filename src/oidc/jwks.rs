@@ -94,22 +94,6 @@ impl Jwks {
     async fn fetch(&self) -> Result<JwkSet, OidcError> {
         let uri = self.discovery.metadata()?.jwks_uri.clone();
         let span = tracing::info_span!("idp", otel.name = "authgate.idp.jwks", url = %uri);
-        async {
-            let response = self
-                .http
-                .get(&uri)
-                .send()
-                .await
-                .map_err(|e| OidcError::ProviderUnavailable(format!("GET {uri}: {e}")))?;
-            if !response.status().is_success() {
-                return Err(OidcError::ProviderUnavailable(format!("GET {uri}: HTTP {}", response.status())));
-            }
-            response
-                .json::<JwkSet>()
-                .await
-                .map_err(|e| OidcError::ProviderUnavailable(format!("{uri}: not a JWK set: {e}")))
-        }
-        .instrument(span)
-        .await
+        super::get_json(&self.http, &uri, "a JWK set").instrument(span).await
     }
 }

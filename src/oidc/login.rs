@@ -54,7 +54,7 @@ impl TokenError {
     fn decision(&self) -> Decision {
         match self {
             TokenError::Rejected(_) => {
-                Decision::deny_with(401, "code_rejected", "the identity provider refused the login\n")
+                Decision::deny(401, "code_rejected", "the identity provider refused the login\n")
             }
             TokenError::Unavailable(reason) => Decision::error(reason),
         }
@@ -411,7 +411,7 @@ impl Login {
         };
         let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
         if param("error").is_some() {
-            return Decision::deny_with(401, "idp_error", "the identity provider refused the login\n");
+            return Decision::deny(401, "idp_error", "the identity provider refused the login\n");
         }
         let (Some(code), Some(state)) = (param("code"), param("state")) else {
             return Decision::bad_request("missing_code_or_state");
@@ -422,25 +422,25 @@ impl Login {
             .find(|(n, _)| *n == name)
             .and_then(|(_, value)| self.cipher.open_text::<Flow>(&value, &name))
         else {
-            return Decision::deny_with(401, "unknown_login_state", "login expired or started elsewhere; try again\n");
+            return Decision::deny(401, "unknown_login_state", "login expired or started elsewhere; try again\n");
         };
         if !constant_time_eq(flow.state.as_bytes(), state.as_bytes()) || flow.created_at + FLOW_TTL.as_secs() < now() {
-            return Decision::deny_with(401, "unknown_login_state", "login expired or started elsewhere; try again\n");
+            return Decision::deny(401, "unknown_login_state", "login expired or started elsewhere; try again\n");
         }
         let tokens = match self.exchange(&code, &flow).await {
             Ok(tokens) => tokens,
             Err(error) => return error.decision(),
         };
         let Some(id_token) = tokens.id_token.clone() else {
-            return Decision::deny_with(401, "no_id_token", "the identity provider returned no ID token\n");
+            return Decision::deny(401, "no_id_token", "the identity provider returned no ID token\n");
         };
         let claims = match self.verify_id_token(&id_token).await {
             Verdict::Valid(claims) => claims,
-            Verdict::Invalid(reason) => return Decision::deny_with(401, reason, "invalid ID token\n"),
+            Verdict::Invalid(reason) => return Decision::deny(401, reason, "invalid ID token\n"),
             Verdict::Unavailable(_) => return Decision::error("idp_unavailable"),
         };
         if let Some(reason) = self.check_id_token(&claims, &flow) {
-            return Decision::deny_with(401, reason, "invalid ID token\n");
+            return Decision::deny(401, reason, "invalid ID token\n");
         }
         // One ID token creates at most one session, on any replica.
         if !self.config.disable_replay_detection {
@@ -448,7 +448,7 @@ impl Login {
             let ttl = Duration::from_secs(exp.saturating_sub(now()).max(60));
             match self.cache.claim(Kind::Replay, &token_key(&id_token), b"1", ttl).await {
                 Ok(true) => {}
-                Ok(false) => return Decision::deny_with(401, "token_replayed", "this login was already used\n"),
+                Ok(false) => return Decision::deny(401, "token_replayed", "this login was already used\n"),
                 Err(_) => return Decision::error("cache_unavailable"),
             }
         }
@@ -459,7 +459,7 @@ impl Login {
             return *decision;
         }
         let Some(identity) = Identity::from_claims(&claims, &self.config) else {
-            return Decision::deny_with(401, "no_user_identifier", "the ID token names no user\n");
+            return Decision::deny(401, "no_user_identifier", "the ID token names no user\n");
         };
         if !self.policy.allows(&identity) {
             return Decision::forbidden("policy_denied");
@@ -517,7 +517,7 @@ impl Login {
         }
         let info: Claims = response.json().await.map_err(|_| Box::new(Decision::error("userinfo_failed")))?;
         if info.get("sub") != claims.get("sub") {
-            return Err(Box::new(Decision::deny_with(401, "userinfo_sub_mismatch", "inconsistent identity\n")));
+            return Err(Box::new(Decision::deny(401, "userinfo_sub_mismatch", "inconsistent identity\n")));
         }
         for (name, value) in info {
             claims.entry(name).or_insert(value);

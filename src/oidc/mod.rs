@@ -37,3 +37,16 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .expect("a client with static settings builds")
 }
+
+/// GETs a JSON document from the provider (discovery, JWKS); `what` names it in errors.
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+) -> Result<T, OidcError> {
+    let response = http.get(url).send().await.map_err(|e| OidcError::ProviderUnavailable(format!("GET {url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(OidcError::ProviderUnavailable(format!("GET {url}: HTTP {}", response.status())));
+    }
+    response.json::<T>().await.map_err(|e| OidcError::ProviderUnavailable(format!("{url}: not {what}: {e}")))
+}

@@ -522,28 +522,24 @@ impl RedisServer {
     pub fn start_tls(tls: &TlsFiles) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let child = Command::new(tool("redis-server"))
-            .args([
+        let port_arg = port.to_string();
+        let child = spawn_redis(
+            dir.path(),
+            &[
                 "--port",
                 "0",
                 "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--tls-cert-file", &tls.path("server.pem"), "--tls-key-file", &tls.path("server.key")])
-            .args(["--tls-ca-cert-file", &tls.path("ca.pem"), "--tls-auth-clients", "yes"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
+                &port_arg,
+                "--tls-cert-file",
+                &tls.path("server.pem"),
+                "--tls-key-file",
+                &tls.path("server.key"),
+                "--tls-ca-cert-file",
+                &tls.path("ca.pem"),
+                "--tls-auth-clients",
+                "yes",
+            ],
+        );
         let server = RedisServer { child, port, _dir: dir };
         let deadline = Instant::now() + READY_TIMEOUT;
         // A TLS port accepts TCP as soon as it listens; that is our readiness signal.
@@ -578,16 +574,8 @@ impl RedisServer {
 
     fn start_on(port: u16, args: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let child = Command::new(tool("redis-server"))
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
+        let port_arg = port.to_string();
+        let child = spawn_redis(dir.path(), &[&["--port", port_arg.as_str()][..], args].concat());
         let server = RedisServer { child, port, _dir: dir };
         let deadline = Instant::now() + READY_TIMEOUT;
         while !server.ping() {
@@ -601,6 +589,21 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         redis_cli(self.port, args)
     }
+}
+
+/// Spawns `redis-server` on loopback without persistence, working in `dir`, with `args`
+/// (ports, TLS, cluster or sentinel options) added.
+fn spawn_redis(dir: &Path, args: &[&str]) -> Child {
+    Command::new(tool("redis-server"))
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server")
 }
 
 /// `redis-cli -p PORT ARGS…`, its standard output.
