@@ -60,12 +60,12 @@ async fn measure(mode: CacheMode, redis_address: &str) -> Row {
         ..Config::default()
     };
     let system = CacheSystem::start(&config).expect("cache");
-    if let Some(hybrid) = &system.hybrid {
+    if let Some(hybrid) = system.hybrid() {
         while !hybrid.is_subscribed() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    let cache = system.cache.clone();
+    let cache = system.cache().clone();
     let value = vec![42u8; VALUE_BYTES];
     let ttl = Duration::from_secs(600);
 

@@ -21,7 +21,7 @@ fn main() {
             ..Config::default()
         };
         let system = CacheSystem::start(&config).unwrap();
-        let cache = system.cache.clone();
+        let cache = system.cache().clone();
         cache.set_raw(Kind::Session, "k", &[7u8; 256], Duration::from_secs(600)).await.unwrap();
         let tasks: Vec<_> = (0..50)
             .map(|_| {

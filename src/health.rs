@@ -1,10 +1,11 @@
 //! Health as the admin listener reports it: `/healthz` (liveness plus the seed's JSON),
 //! `/readyz`, and the draining flag that gRPC health mirrors during shutdown.
 
-use crate::cache::CacheSystem;
+use crate::cache::{CacheStatus, CacheSystem};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Shared, cheap to read on every probe.
 #[derive(Debug)]
@@ -98,7 +99,7 @@ impl HealthState {
         } else {
             "healthy"
         };
-        HealthReport { status, cache: self.cache.report() }
+        HealthReport { status, cache: CacheReport::from(self.cache.status()) }
     }
 
     pub fn readiness(&self) -> ReadinessReport {
@@ -109,6 +110,32 @@ impl HealthState {
         reasons.extend(self.cache.unready_reason());
         reasons.extend(self.discovery.as_ref().and_then(|d| d.unready_reason()));
         ReadinessReport { ready: reasons.is_empty(), reasons }
+    }
+}
+
+impl From<CacheStatus> for CacheReport {
+    fn from(status: CacheStatus) -> Self {
+        CacheReport {
+            mode: status.mode.as_str(),
+            redis: status.redis.map(|redis| RedisReport {
+                connected: redis.connected,
+                latency: format_latency(redis.latency),
+                pool: PoolReport { active: redis.pool.active, idle: redis.pool.idle, total: redis.pool.total },
+            }),
+            memory: MemoryReport { entries: status.memory.entries, size: format_bytes(status.memory.size_bytes) },
+            circuit_breaker: status
+                .breaker
+                .map(|b| BreakerReport { state: b.state.as_str(), failures: u64::from(b.failures) }),
+        }
+    }
+}
+
+/// A latency as the seed writes it: `850µs`, `2ms`.
+pub fn format_latency(latency: Duration) -> String {
+    if latency < Duration::from_millis(1) {
+        format!("{}µs", latency.as_micros())
+    } else {
+        format!("{}ms", latency.as_millis())
     }
 }
 

@@ -75,6 +75,8 @@ fn check_config(args: &ConfigArgs, env: &HashMap<String, String>) -> ExitCode {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
+    // Before anything opens a TLS connection (OTLP, Redis, the provider).
+    authgate::tls::install_crypto_provider();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     runtime.block_on(async {

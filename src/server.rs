@@ -5,9 +5,17 @@
 //! finish (at most `shutdownTimeout`), then `run` returns.
 
 use crate::authz::Authorizer;
-use crate::cache::{CacheError, CacheSystem};
+use crate::authz::browser::Browser;
+use crate::authz::refresh::Refresher;
+use crate::cache::{Cache, CacheError, CacheSystem};
 use crate::config::{Config, ListenAddresses};
 use crate::health::HealthState;
+use crate::oidc::backchannel::BackchannelLogout;
+use crate::oidc::bearer::BearerVerifier;
+use crate::oidc::client::RpClient;
+use crate::oidc::discovery::Discovery;
+use crate::oidc::jwks::Jwks;
+use crate::session::{Cipher, Sessions};
 use crate::{grpc, http};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -69,33 +77,10 @@ impl Server {
         let addrs = self.local_addresses();
         let config = self.config;
 
-        let cache = Arc::new(CacheSystem::start(&config)?);
+        let cache = Arc::new(CacheSystem::start_observed(&config, Arc::new(crate::telemetry::metrics::CacheMetrics))?);
         crate::telemetry::metrics::observe_cache(&cache);
-        let http_client = crate::oidc::http_client();
-        let discovery = crate::oidc::discovery::Discovery::start(&config.provider_url, http_client.clone());
-        let jwks = Arc::new(crate::oidc::jwks::Jwks::new(discovery.clone(), http_client.clone()));
-        let bearer = crate::oidc::bearer::BearerVerifier::new(
-            discovery.clone(),
-            jwks.clone(),
-            config.expected_audience(),
-            cache.cache.clone(),
-            config.clock_skew_seconds,
-        );
-        let backchannel = Arc::new(crate::oidc::backchannel::BackchannelLogout::new(
-            &config,
-            discovery.clone(),
-            jwks.clone(),
-            cache.cache.clone(),
-        ));
-        let login = crate::oidc::login::Login::new(
-            &config,
-            discovery.clone(),
-            jwks,
-            http_client,
-            Arc::new(crate::session::Cipher::new(&config)),
-            cache.cache.clone(),
-        );
-        let authorizer = Arc::new(Authorizer::new(&config).with_bearer(bearer).with_login(login));
+        let Components { authorizer, backchannel, discovery } = Components::build(&config, cache.cache());
+        let authorizer = Arc::new(authorizer);
         let health = Arc::new(HealthState::new(cache.clone()).with_discovery(discovery.clone()));
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let stop = CancellationToken::new();
@@ -152,6 +137,42 @@ impl Server {
         }
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// The parts of a running server above the cache, wired together.
+#[derive(Debug)]
+pub struct Components {
+    /// The decision core both adapters call.
+    pub authorizer: Authorizer,
+    /// The back-channel logout handler (`POST /backchannel-logout`).
+    pub backchannel: Arc<BackchannelLogout>,
+    /// The provider's discovery, which readiness waits for.
+    pub discovery: Arc<Discovery>,
+}
+
+impl Components {
+    /// Builds every part over `cache`; starts discovering the provider in the background.
+    pub fn build(config: &Config, cache: &Cache) -> Components {
+        let http = crate::oidc::http_client();
+        let discovery = Discovery::start(&config.provider_url, http.clone());
+        let jwks = Arc::new(Jwks::new(discovery.clone(), http.clone()));
+        let cipher = Arc::new(Cipher::new(config));
+        let sessions = Sessions::new(cache.clone(), cipher.clone(), config.session_max_age.get());
+        let client = Arc::new(RpClient::new(config, discovery.clone(), jwks.clone(), http));
+        let bearer = BearerVerifier::new(
+            discovery.clone(),
+            jwks.clone(),
+            config.expected_audience(),
+            cache.clone(),
+            config.clock_skew_seconds,
+        );
+        let backchannel =
+            Arc::new(BackchannelLogout::new(config, discovery.clone(), jwks, cache.clone(), sessions.clone()));
+        let browser = Browser::new(config, client.clone(), cipher, sessions.clone(), cache.clone());
+        let refresher = Refresher::new(client, sessions, cache.clone(), config.refresh_grace_period_seconds);
+        let authorizer = Authorizer::new(config).with_bearer(bearer).with_browser(browser, refresher);
+        Components { authorizer, backchannel, discovery }
     }
 }
 

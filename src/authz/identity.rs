@@ -1,22 +1,12 @@
 //! Who the verified claims say the user is, whether policy lets them in, and the headers
-//! the upstream gets.
+//! the upstream gets: [`Admission::admit`] is the one place where that is decided, for a
+//! session, a bearer token and a login alike.
 
-use crate::config::Config;
+use super::decision::Decision;
+use crate::claims::{Claims, claim};
+use crate::config::{Config, HeaderTemplate};
+use crate::reason::Reason;
 use serde_json::Value;
-
-/// A claim by dotted path (`realm_access.roles`), or a top-level claim whose name contains
-/// dots (`https://example.com/groups`) when no nested object matches.
-pub fn claim<'a>(claims: &'a serde_json::Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(value) = claims.get(path) {
-        return Some(value);
-    }
-    let mut parts = path.split('.');
-    let mut value = claims.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_object()?.get(part)?;
-    }
-    Some(value)
-}
 
 /// A claim as text (strings as they are, numbers and booleans printed).
 fn text(value: &Value) -> Option<String> {
@@ -49,7 +39,7 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn from_claims(claims: &serde_json::Map<String, Value>, config: &Config) -> Option<Identity> {
+    pub fn from_claims(claims: &Claims, config: &Config) -> Option<Identity> {
         let user =
             claim(claims, &config.user_identifier_claim).and_then(text).or_else(|| claims.get("sub").and_then(text))?;
         Some(Identity {
@@ -104,9 +94,84 @@ impl Policy {
     }
 }
 
+/// Headers that carry identity to the upstream. A client must never be able to set them:
+/// they are removed from every request authgate allows, then set from the verified identity.
+pub const IDENTITY_HEADERS: &[&str] =
+    &["x-forwarded-user", "x-auth-request-user", "x-auth-request-email", "x-user-groups", "x-user-roles"];
+
+/// Identity, policy and identity headers: everything between verified claims and "allow".
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// The claims-related keys (`userIdentifierClaim`, group and role claims).
+    config: Config,
+    policy: Policy,
+    templates: Vec<HeaderTemplate>,
+    /// Identity headers plus the configured templated ones: all removed from client requests.
+    strip_headers: Vec<String>,
+}
+
+impl Admission {
+    pub fn new(config: &Config) -> Self {
+        let mut strip_headers: Vec<String> = IDENTITY_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+        for header in &config.headers {
+            let name = header.name.to_ascii_lowercase();
+            if !strip_headers.contains(&name) {
+                strip_headers.push(name);
+            }
+        }
+        Admission {
+            config: config.clone(),
+            policy: Policy::new(config),
+            templates: config.headers.clone(),
+            strip_headers,
+        }
+    }
+
+    /// Every header authgate manages (removed from client requests).
+    pub fn strip_headers(&self) -> &[String] {
+        &self.strip_headers
+    }
+
+    /// Allows a verified identity if policy does, with the headers the upstream gets.
+    pub fn admit(&self, claims: &Claims, access_token: &str, id_token: &str) -> Decision {
+        let Some(identity) = Identity::from_claims(claims, &self.config) else {
+            return Decision::invalid_token(Reason::NoUserIdentifier);
+        };
+        if !self.policy.allows(&identity) {
+            return Decision::forbidden(Reason::PolicyDenied);
+        }
+        let mut headers: Vec<(String, String)> = vec![
+            ("x-forwarded-user".into(), identity.user.clone()),
+            ("x-auth-request-user".into(), identity.user.clone()),
+        ];
+        if let Some(email) = &identity.email {
+            headers.push(("x-auth-request-email".into(), email.clone()));
+        }
+        if !identity.groups.is_empty() {
+            headers.push(("x-user-groups".into(), identity.groups.join(",")));
+        }
+        if !identity.roles.is_empty() {
+            headers.push(("x-user-roles".into(), identity.roles.join(",")));
+        }
+        for template in &self.templates {
+            let value = render(&template.value, claims, access_token, id_token);
+            let name = template.name.to_ascii_lowercase();
+            headers.retain(|(n, _)| *n != name);
+            if !value.is_empty() {
+                headers.push((name, value));
+            }
+        }
+        // Headers we set overwrite the client's; the rest of the identity headers go.
+        let remove = self.strip_headers.iter().filter(|h| !headers.iter().any(|(n, _)| n == *h)).cloned().collect();
+        let mut decision = Decision::allow(Reason::Authenticated, remove);
+        decision.upstream_headers = headers;
+        decision
+    }
+}
+
 /// Renders a `headers` template: `{{.Claims.path}}`, `{{.AccessToken}}`, `{{.IdToken}}`
 /// (the seed's Go-template forms). Unknown placeholders render empty.
-pub fn render(template: &str, claims: &serde_json::Map<String, Value>, access_token: &str, id_token: &str) -> String {
+pub fn render(template: &str, claims: &Claims, access_token: &str, id_token: &str) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -138,7 +203,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn claims(value: Value) -> serde_json::Map<String, Value> {
+    fn claims(value: Value) -> Claims {
         value.as_object().unwrap().clone()
     }
 

@@ -234,14 +234,6 @@ impl BreakerStore {
         BreakerStore { primary, fallback, breaker }
     }
 
-    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
-        &self.breaker
-    }
-
-    pub fn fallback(&self) -> Option<&MemoryStore> {
-        self.fallback.as_ref()
-    }
-
     /// Checks the primary's health through the breaker every `interval`: a failure counts
     /// like a failed request (so the breaker opens without traffic), and while open the
     /// check is the half-open trial (so it closes by itself once Redis is back). Ends when

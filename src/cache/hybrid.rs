@@ -18,6 +18,7 @@
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
 use super::{CacheError, Store, Tier};
+use crate::retry::Backoff;
 use async_trait::async_trait;
 use redis::{PushInfo, PushKind, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,10 +72,6 @@ impl HybridStore {
         &self.l1
     }
 
-    pub fn l2(&self) -> &Arc<RedisStore> {
-        &self.l2
-    }
-
     /// Whether the invalidation subscription is up (and so L1 is in use).
     pub fn is_subscribed(&self) -> bool {
         self.subscribed.load(Ordering::SeqCst)
@@ -123,7 +120,7 @@ impl HybridStore {
 
 /// Keeps the invalidation subscription up while the store lives.
 async fn subscriber(store: Weak<HybridStore>) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     loop {
         let Some(strong) = store.upgrade() else { return };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
@@ -133,8 +130,7 @@ async fn subscriber(store: Weak<HybridStore>) {
             Err(error) => {
                 tracing::debug!(%error, "hybrid cache: invalidation subscription failed; L1 bypassed");
                 drop(strong);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.wait().await;
                 continue;
             }
         };
@@ -143,7 +139,7 @@ async fn subscriber(store: Weak<HybridStore>) {
         strong.l1.invalidate_all();
         strong.subscribed.store(true, Ordering::SeqCst);
         tracing::debug!(channel = %strong.channel, "hybrid cache: invalidation subscription up");
-        backoff = Duration::from_millis(50);
+        backoff.reset();
         drop(strong);
 
         while let Some(push) = rx.recv().await {

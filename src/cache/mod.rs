@@ -10,7 +10,8 @@
 //! - [`breaker`]: the circuit breaker state machine and the store decorator that serves
 //!   from memory while Redis is failing.
 //! - [`value`]: the versioned, typed envelope every value is stored in.
-//! - [`system`]: builds the configured combination and reports on it for `/healthz`.
+//! - [`system`]: builds the configured combination and reports its own status
+//!   ([`CacheStatus`]), which `/healthz` serialises.
 //! - [`Cache`] (this file): what the rest of authgate uses: typed get/set per [`Kind`],
 //!   hit/miss counters, health figures.
 //!
@@ -24,10 +25,10 @@ pub mod redis;
 pub mod system;
 pub mod value;
 
-mod facade;
+mod typed;
 
-pub use facade::{Cache, CacheStats, Kind, token_key};
-pub use system::CacheSystem;
+pub use system::{BreakerStatus, CacheStatus, CacheSystem, MemoryStatus, RedisStatus};
+pub use typed::{Cache, CacheStats, Kind, token_key};
 
 use async_trait::async_trait;
 use std::time::Duration;
@@ -64,6 +65,21 @@ impl CacheError {
     pub fn counts_as_failure(&self) -> bool {
         matches!(self, CacheError::Unavailable(_) | CacheError::Timeout(_) | CacheError::NotServing(_))
     }
+}
+
+/// What the cache reports to whoever watches it (the metrics), handed in at construction
+/// so the cache never reaches up into telemetry.
+pub trait CacheObserver: Send + Sync + 'static {
+    /// One Redis round trip of command `op` took `took`.
+    fn redis_operation(&self, op: &'static str, took: Duration);
+}
+
+/// An observer that ignores everything (tests, benchmarks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl CacheObserver for NoObserver {
+    fn redis_operation(&self, _: &'static str, _: Duration) {}
 }
 
 /// Which tier answered a read: the process's memory or Redis (a label of the metrics).

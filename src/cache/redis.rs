@@ -26,10 +26,10 @@
 //! retry after a lost reply could report "taken" for our own write). In cluster mode the
 //! client's own retry budget (`maxRetries + maxRedirects`) covers MOVED/ASK redirects.
 
-use super::{CacheError, Store, Tier, ttl_millis};
+use super::{CacheError, CacheObserver, NoObserver, Store, Tier, ttl_millis};
 use crate::config::RedisConfig;
+use crate::retry::Backoff;
 use async_trait::async_trait;
-use bb8_redis::bb8;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -53,6 +53,10 @@ const HOT_SLOTS: usize = 1;
 /// How long a request handle taken from the pool is reused before going back to the pool,
 /// so the pool's `maxConnAge`, `idleTimeout` and retirements take effect within this time.
 const HOT_HANDLE_LIFETIME: Duration = Duration::from_secs(1);
+
+/// Waits between retries of an idempotent command after a connection error.
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(50);
 
 /// Releases a lock only if we still own it.
 const COMPARE_AND_DELETE: &str = r"
@@ -334,18 +338,13 @@ pub struct RedisStore {
     cluster: bool,
     compare_and_delete: redis::Script,
     compare_and_expire: redis::Script,
+    observer: Arc<dyn CacheObserver>,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore").field("prefix", &self.prefix).field("cluster", &self.cluster).finish()
     }
-}
-
-/// Installs the process-wide rustls crypto provider (aws-lc-rs) once; without one a
-/// `rediss://` connection panics.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 fn tcp_settings(config: &RedisConfig) -> redis::io::tcp::TcpSettings {
@@ -490,9 +489,14 @@ fn none_if_zero(d: Duration) -> Option<Duration> {
 
 impl RedisStore {
     /// Builds the store from the `redis` block. Reads TLS files now (a missing file is a
-    /// start-up error); connects lazily (Redis being down is not).
+    /// start-up error); connects lazily (Redis being down is not). TLS needs the process's
+    /// rustls provider (`crate::tls`) installed first.
     pub fn new(config: &RedisConfig) -> Result<Self, CacheError> {
-        install_crypto_provider();
+        Self::observed(config, Arc::new(NoObserver))
+    }
+
+    /// Like [`RedisStore::new`], reporting every round trip to `observer` (the metrics).
+    pub fn observed(config: &RedisConfig, observer: Arc<dyn CacheObserver>) -> Result<Self, CacheError> {
         let epoch = Arc::new(AtomicU64::new(0));
         let manager = Arc::new(Manager {
             target: target(config)?,
@@ -533,6 +537,7 @@ impl RedisStore {
             cluster: config.cluster_mode,
             compare_and_delete: redis::Script::new(COMPARE_AND_DELETE),
             compare_and_expire: redis::Script::new(COMPARE_AND_EXPIRE),
+            observer,
         })
     }
 
@@ -622,9 +627,10 @@ impl RedisStore {
     async fn run<T: redis::FromRedisValue>(&self, idempotent: bool, request: Request<'_>) -> Result<T, CacheError> {
         let attempts = if idempotent { self.max_retries + 1 } else { 1 };
         let mut last = None;
+        let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
         for attempt in 0..attempts {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                backoff.wait().await;
             }
             let mut conn = match self.connection().await {
                 Ok(conn) => conn,
@@ -641,7 +647,7 @@ impl RedisStore {
                 Request::Script(script) => script.invoke_async(&mut conn.connection).await,
             };
             self.in_flight.add(-1);
-            crate::telemetry::metrics::metrics().record_redis(request.op(), started.elapsed());
+            self.observer.redis_operation(request.op(), started.elapsed());
             match result {
                 Ok(value) => return Ok(value),
                 Err(error) => {

@@ -3,10 +3,10 @@
 use super::breaker::{BreakerStore, CircuitBreaker, CircuitState};
 use super::hybrid::HybridStore;
 use super::memory::MemoryStore;
+use super::redis::PoolFigures;
 use super::redis::RedisStore;
-use super::{Cache, CacheError, Store};
+use super::{Cache, CacheError, CacheObserver, NoObserver, Store};
 use crate::config::{CacheMode, Config};
-use crate::health::{BreakerReport, CacheReport, MemoryReport, PoolReport, RedisReport, format_bytes};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,15 +15,49 @@ const MB: u64 = 1024 * 1024;
 /// How often Redis is PINGed (through the breaker) for `/healthz` and the breaker.
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The cache of a running server and the parts `/healthz` and the metrics look into.
-pub struct CacheSystem {
-    pub cache: Cache,
+/// What the cache says about itself (`/healthz` serialises it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheStatus {
     pub mode: CacheMode,
+    /// Present when Redis is part of the mode.
+    pub redis: Option<RedisStatus>,
+    /// The memory store that matters: the whole cache in memory mode, the L1 in hybrid
+    /// mode, the fallback in redis mode.
+    pub memory: MemoryStatus,
+    /// Present when Redis (and so the breaker) is part of the mode.
+    pub breaker: Option<BreakerStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RedisStatus {
+    /// Whether the last health check reached Redis.
+    pub connected: bool,
+    /// Round trip of the last successful health check.
+    pub latency: Duration,
+    pub pool: PoolFigures,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryStatus {
+    pub entries: u64,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerStatus {
+    pub state: CircuitState,
+    pub failures: u32,
+}
+
+/// The cache of a running server.
+pub struct CacheSystem {
+    cache: Cache,
+    mode: CacheMode,
     /// The memory store: the whole cache in memory mode, the fallback otherwise.
-    pub memory: MemoryStore,
-    pub redis: Option<Arc<RedisStore>>,
-    pub hybrid: Option<Arc<HybridStore>>,
-    pub breaker: Option<Arc<CircuitBreaker>>,
+    memory: MemoryStore,
+    redis: Option<Arc<RedisStore>>,
+    hybrid: Option<Arc<HybridStore>>,
+    breaker: Option<Arc<CircuitBreaker>>,
     memory_fallback: bool,
 }
 
@@ -38,6 +72,11 @@ impl CacheSystem {
     /// at start-up degrades service (the breaker opens) rather than preventing it; only a
     /// configuration that cannot work (unreadable TLS files) is an error here.
     pub fn start(config: &Config) -> Result<Self, CacheError> {
+        Self::start_observed(config, Arc::new(NoObserver))
+    }
+
+    /// Like [`CacheSystem::start`], reporting Redis round trips to `observer`.
+    pub fn start_observed(config: &Config, observer: Arc<dyn CacheObserver>) -> Result<Self, CacheError> {
         let mode = config.effective_cache_mode();
         let memory = MemoryStore::new(config.memory_cache_size, config.memory_cache_memory_mb.saturating_mul(MB));
         if mode == CacheMode::Memory {
@@ -59,7 +98,7 @@ impl CacheSystem {
         }
 
         let redis_config = &config.redis;
-        let redis = Arc::new(RedisStore::new(redis_config)?);
+        let redis = Arc::new(RedisStore::observed(redis_config, observer)?);
         let (primary, hybrid): (Arc<dyn Store>, _) = match mode {
             CacheMode::Hybrid => {
                 let l1 =
@@ -90,33 +129,46 @@ impl CacheSystem {
         })
     }
 
-    /// The `cache` part of `/healthz`.
-    pub fn report(&self) -> CacheReport {
-        self.memory.sync();
+    /// The typed cache the rest of authgate uses.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub fn mode(&self) -> CacheMode {
+        self.mode
+    }
+
+    /// The circuit breaker, when Redis is part of the mode.
+    pub fn breaker(&self) -> Option<&Arc<CircuitBreaker>> {
+        self.breaker.as_ref()
+    }
+
+    /// The Redis store's pool figures, when Redis is part of the mode.
+    pub fn redis(&self) -> Option<&Arc<RedisStore>> {
+        self.redis.as_ref()
+    }
+
+    /// The hybrid store, in hybrid mode.
+    pub fn hybrid(&self) -> Option<&Arc<HybridStore>> {
+        self.hybrid.as_ref()
+    }
+
+    /// The cache's own account of itself, for `/healthz`.
+    pub fn status(&self) -> CacheStatus {
         let memory = match &self.hybrid {
             // In hybrid mode the interesting memory is the L1.
-            Some(hybrid) => {
-                hybrid.l1().sync();
-                MemoryReport { entries: hybrid.l1().entries(), size: format_bytes(hybrid.l1().size_bytes()) }
-            }
-            None => MemoryReport { entries: self.memory.entries(), size: format_bytes(self.memory.size_bytes()) },
+            Some(hybrid) => hybrid.l1(),
+            None => &self.memory,
         };
-        CacheReport {
-            mode: self.mode.as_str(),
+        memory.sync();
+        CacheStatus {
+            mode: self.mode,
             redis: self.redis.as_ref().map(|redis| {
                 let (connected, latency) = redis.last_health();
-                let pool = redis.pool_figures();
-                RedisReport {
-                    connected,
-                    latency: format_latency(latency),
-                    pool: PoolReport { active: pool.active, idle: pool.idle, total: pool.total },
-                }
+                RedisStatus { connected, latency, pool: redis.pool_figures() }
             }),
-            memory,
-            circuit_breaker: self
-                .breaker
-                .as_ref()
-                .map(|b| BreakerReport { state: b.state().as_str(), failures: u64::from(b.failures()) }),
+            memory: MemoryStatus { entries: memory.entries(), size_bytes: memory.size_bytes() },
+            breaker: self.breaker.as_ref().map(|b| BreakerStatus { state: b.state(), failures: b.failures() }),
         }
     }
 
@@ -133,14 +185,6 @@ impl CacheSystem {
     }
 }
 
-fn format_latency(latency: Duration) -> String {
-    if latency < Duration::from_millis(1) {
-        format!("{}µs", latency.as_micros())
-    } else {
-        format!("{}ms", latency.as_millis())
-    }
-}
-
 /// Logs "Redis cache initialized" once the first health check has succeeded (or that
 /// Redis is not reachable yet), from the figures the breaker's health checks record.
 fn log_initialization(redis: std::sync::Weak<RedisStore>, mode: CacheMode, address: String) {
@@ -151,7 +195,7 @@ fn log_initialization(redis: std::sync::Weak<RedisStore>, mode: CacheMode, addre
             let Some(redis) = redis.upgrade() else { return };
             let (connected, latency) = redis.last_health();
             if connected {
-                tracing::info!(mode = mode.as_str(), %address, latency = %format_latency(latency), "Redis cache initialized");
+                tracing::info!(mode = mode.as_str(), %address, latency_us = latency.as_micros() as u64, "Redis cache initialized");
                 return;
             }
             if !warned && redis.health_checked() {

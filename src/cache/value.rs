@@ -86,19 +86,19 @@ mod tests {
     #[test]
     fn round_trips_types_exactly() {
         let keys = Keys { kid: "k1".into(), n: vec![1, 2, 255], exp: u64::MAX };
-        let bytes = encode_json(Kind::Jwks, &keys).unwrap();
-        assert_eq!(decode_json::<Keys>(Kind::Jwks, &bytes).unwrap(), keys);
+        let bytes = encode_json(Kind::Token, &keys).unwrap();
+        assert_eq!(decode_json::<Keys>(Kind::Token, &bytes).unwrap(), keys);
         assert_eq!(decode_raw(Kind::Session, &encode_raw(Kind::Session, b"\x00\xff")).unwrap(), b"\x00\xff");
     }
 
     #[test]
     fn refuses_other_kinds_versions_and_garbage() {
-        let bytes = encode_json(Kind::Jwks, &1u8).unwrap();
+        let bytes = encode_json(Kind::Token, &1u8).unwrap();
         assert!(decode_json::<u8>(Kind::Logout, &bytes).unwrap_err().to_string().contains("another kind"));
         let mut old = bytes.clone();
         old[2] = 0;
-        assert!(decode_json::<u8>(Kind::Jwks, &old).unwrap_err().to_string().contains("format version 0"));
-        assert!(decode_json::<u8>(Kind::Jwks, b"{}").is_err());
-        assert!(decode_raw(Kind::Jwks, &bytes).is_err(), "JSON is not raw");
+        assert!(decode_json::<u8>(Kind::Token, &old).unwrap_err().to_string().contains("format version 0"));
+        assert!(decode_json::<u8>(Kind::Token, b"{}").is_err());
+        assert!(decode_raw(Kind::Token, &bytes).is_err(), "JSON is not raw");
     }
 }

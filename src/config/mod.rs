@@ -112,14 +112,16 @@ pub struct Config {
     /// ID token's (for providers that keep e-mail or groups out of the ID token). Default false.
     #[serde(rename = "fetchUserInfo")]
     pub fetch_user_info: bool,
-    /// Clock skew tolerated on `exp`, `nbf` and `iat` of tokens from the provider, in seconds. Default 30.
+    /// Clock skew tolerated on `exp` and `nbf` of tokens from the provider (and on an ID
+    /// token's `iat`), in seconds. Default 30.
     #[serde(rename = "clockSkewSeconds")]
     pub clock_skew_seconds: u64,
     /// Remove authgate's own cookies (session, login flow) from the request the upstream
     /// gets, so it never sees a session id. Default true.
     #[serde(rename = "stripAuthCookies")]
     pub strip_auth_cookies: bool,
-    /// Turn off `jti` replay detection for one-time tokens. Default false.
+    /// Turn off replay detection for the one-time tokens: the ID token at the callback (one
+    /// session per ID token) and back-channel logout tokens (their `jti`). Default false.
     #[serde(rename = "disableReplayDetection")]
     pub disable_replay_detection: bool,
     /// `trace`, `debug`, `info`, `warn` or `error`. Default `info`.

@@ -1,6 +1,7 @@
 //! Adapter between Envoy's ext_authz v3 messages and the decision core. The only place
 //! that knows the protobuf shapes; see `crate::authz` for the outcome → status table.
 
+use crate::authz::observe::observed_decision;
 use crate::authz::{AuthRequest, Authorizer, Decision, Outcome};
 use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
@@ -26,14 +27,8 @@ impl ExtAuthz {
 #[tonic::async_trait]
 impl Authorization for ExtAuthz {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        let decision = match auth_request(request.get_ref()) {
-            Some(auth_request) => crate::telemetry::observed_decision(&self.authorizer, &auth_request, "grpc").await,
-            None => {
-                crate::telemetry::metrics::metrics().record_check("grpc", "deny", std::time::Duration::ZERO);
-                tracing::info!(decision = "deny", reason = "no_http_attributes", transport = "grpc", "denied");
-                Decision::no_http_attributes()
-            }
-        };
+        let auth_request = auth_request(request.get_ref());
+        let decision = observed_decision(&self.authorizer, auth_request.as_ref(), "grpc").await;
         Ok(Response::new(check_response(decision)))
     }
 }
@@ -80,7 +75,8 @@ pub fn check_response(decision: Decision) -> CheckResponse {
         (_, 403) => Code::PermissionDenied,
         _ => Code::Unauthenticated,
     };
-    let status = Some(rpc::Status { code: code as i32, message: decision.reason.to_owned(), details: Vec::new() });
+    let status =
+        Some(rpc::Status { code: code as i32, message: decision.reason.as_str().to_owned(), details: Vec::new() });
     let http_response = match decision.outcome {
         Outcome::Allow => HttpResponse::OkResponse(OkHttpResponse {
             headers: decision

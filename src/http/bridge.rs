@@ -7,8 +7,10 @@
 //! request, and the proxy copies the identity headers of the answer onto the upstream
 //! request; any other answer goes back to the client as it is.
 
+use crate::authz::observe::observed_decision;
 use crate::authz::{AuthRequest, Authorizer, Decision, Outcome};
-use crate::oidc::backchannel::BackchannelLogout;
+use crate::oidc::backchannel::{BackchannelLogout, Refusal};
+use crate::reason::Reason;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -35,22 +37,24 @@ async fn backchannel_logout(State(handler): State<Arc<BackchannelLogout>>, body:
         url::form_urlencoded::parse(body.as_bytes()).find(|(k, _)| k == "logout_token").map(|(_, v)| v.into_owned());
     let result = match token {
         Some(token) => handler.handle(&token).await,
-        None => Err("missing logout_token"),
+        None => Err(Refusal::Invalid(Reason::MissingLogoutToken)),
     };
     let no_store = [(axum::http::header::CACHE_CONTROL, "no-store")];
-    match result {
-        Ok(()) => (StatusCode::OK, no_store).into_response(),
-        Err(reason) => {
-            tracing::info!(reason, "back-channel logout refused");
-            let body = serde_json::json!({"error": "invalid_request", "error_description": reason});
-            (StatusCode::BAD_REQUEST, no_store, axum::Json(body)).into_response()
-        }
-    }
+    // Back-Channel Logout 1.0 §2.8: 400 for a token we refuse; a failure of ours is a 5xx,
+    // so the provider tries again.
+    let (status, error, reason) = match result {
+        Ok(()) => return (StatusCode::OK, no_store).into_response(),
+        Err(Refusal::Invalid(reason)) => (StatusCode::BAD_REQUEST, "invalid_request", reason),
+        Err(Refusal::Unavailable(reason)) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", reason),
+    };
+    tracing::info!(%reason, status = status.as_u16(), "back-channel logout refused");
+    let body = serde_json::json!({"error": error, "error_description": reason.as_str()});
+    (status, no_store, axum::Json(body)).into_response()
 }
 
 async fn forward_auth(State(authorizer): State<Arc<Authorizer>>, method: Method, headers: HeaderMap) -> Response {
     let request = auth_request(&method, &headers);
-    let decision = crate::telemetry::observed_decision(&authorizer, &request, "http").await;
+    let decision = observed_decision(&authorizer, Some(&request), "http").await;
     http_response(decision)
 }
 

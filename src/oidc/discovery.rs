@@ -1,7 +1,13 @@
-//! OpenID Provider discovery (OpenID Connect Discovery 1.0).
+//! OpenID Provider discovery (OpenID Connect Discovery 1.0), kept fresh in the background.
+//!
+//! The document is read into `openidconnect`'s `ProviderMetadataWithLogout` (RP-initiated
+//! logout's `end_session_endpoint` included); what the crate does not do is ours: the
+//! background refresh with backoff, keeping the last good metadata when a refresh fails,
+//! and the readiness reason.
 
 use super::OidcError;
-use serde::Deserialize;
+use crate::retry::Backoff;
+use openidconnect::ProviderMetadataWithLogout;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 use tracing::Instrument;
@@ -12,22 +18,8 @@ const REFRESH: Duration = Duration::from_secs(3600);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// The parts of the provider's metadata authgate uses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ProviderMetadata {
-    pub issuer: String,
-    pub authorization_endpoint: String,
-    pub token_endpoint: String,
-    pub jwks_uri: String,
-    #[serde(default)]
-    pub userinfo_endpoint: Option<String>,
-    #[serde(default)]
-    pub end_session_endpoint: Option<String>,
-    #[serde(default)]
-    pub token_endpoint_auth_methods_supported: Vec<String>,
-    #[serde(default)]
-    pub code_challenge_methods_supported: Vec<String>,
-}
+/// The provider's metadata.
+pub type ProviderMetadata = ProviderMetadataWithLogout;
 
 /// The provider's metadata, kept fresh in the background.
 pub struct Discovery {
@@ -85,10 +77,11 @@ impl Discovery {
         async {
             let metadata: ProviderMetadata = super::get_json(&self.http, &url, "valid provider metadata").await?;
             // Discovery 1.0 §4.3: the issuer must be exactly the URL we discovered from.
-            if trim_slash(&metadata.issuer) != self.provider_url {
+            if trim_slash(metadata.issuer().as_str()) != self.provider_url {
                 return Err(OidcError::ProviderUnavailable(format!(
                     "{url} names issuer {:?}, expected {:?} (providerURL)",
-                    metadata.issuer, self.provider_url
+                    metadata.issuer().as_str(),
+                    self.provider_url
                 )));
             }
             Ok(metadata)
@@ -99,29 +92,28 @@ impl Discovery {
 }
 
 async fn refresh_loop(discovery: Weak<Discovery>) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let Some(strong) = discovery.upgrade() else { return };
         let wait = match strong.fetch().await {
             Ok(metadata) => {
                 let first = strong.current.read().expect("discovery lock").is_none();
                 if first {
-                    tracing::info!(issuer = %metadata.issuer, "identity provider discovered");
+                    tracing::info!(issuer = %metadata.issuer().as_str(), "identity provider discovered");
                 }
                 *strong.current.write().expect("discovery lock") = Some(Arc::new(metadata));
                 *strong.last_error.write().expect("discovery lock") = None;
-                backoff = BACKOFF_MIN;
+                backoff.reset();
                 REFRESH
             }
             Err(error) => {
                 let message = error.to_string();
                 let changed = strong.last_error.read().expect("discovery lock").as_deref() != Some(message.as_str());
+                let wait = backoff.next_wait();
                 if changed {
-                    tracing::warn!(%error, retry_in = ?backoff, "identity provider discovery failed");
+                    tracing::warn!(%error, retry_in = ?wait, "identity provider discovery failed");
                 }
                 *strong.last_error.write().expect("discovery lock") = Some(message);
-                let wait = backoff;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
                 wait
             }
         };

@@ -1,9 +1,12 @@
-//! The provider's signing keys (JWKS).
+//! The provider's signing keys (JWKS), in the two forms the verifiers need: decoding keys
+//! for `jsonwebtoken` (bearer and logout tokens) and `openidconnect`'s key set (ID tokens),
+//! both parsed once per fetch from the same document.
 
 use super::OidcError;
 use super::discovery::Discovery;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
+use openidconnect::core::CoreJsonWebKeySet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -15,10 +18,45 @@ pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 /// Keys are refreshed at least this often even when every `kid` is known.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
 
+/// One fetched key set, parsed for both verifiers.
+pub struct KeySet {
+    /// `(kid, key)` for jsonwebtoken, converted once.
+    decoding: Vec<(Option<String>, DecodingKey)>,
+    /// The same keys for openidconnect's ID-token verifier.
+    pub oidc: CoreJsonWebKeySet,
+}
+
+impl KeySet {
+    fn parse(document: serde_json::Value) -> Result<KeySet, OidcError> {
+        let invalid = |e: serde_json::Error| OidcError::ProviderUnavailable(format!("not a JWK set: {e}"));
+        let jose: JwkSet = serde_json::from_value(document.clone()).map_err(invalid)?;
+        let oidc: CoreJsonWebKeySet = serde_json::from_value(document).map_err(invalid)?;
+        let decoding = jose
+            .keys
+            .iter()
+            .filter_map(|jwk| DecodingKey::from_jwk(jwk).ok().map(|key| (jwk.common.key_id.clone(), key)))
+            .collect();
+        Ok(KeySet { decoding, oidc })
+    }
+
+    fn has(&self, kid: Option<&str>) -> bool {
+        self.decoding_key(kid).is_some()
+    }
+
+    /// The key a token names; without a `kid`, only unambiguous with a single key.
+    pub(crate) fn decoding_key(&self, kid: Option<&str>) -> Option<&DecodingKey> {
+        match kid {
+            Some(kid) => self.decoding.iter().find(|(id, _)| id.as_deref() == Some(kid)).map(|(_, key)| key),
+            None if self.decoding.len() == 1 => Some(&self.decoding[0].1),
+            None => None,
+        }
+    }
+}
+
 pub struct Jwks {
     discovery: Arc<Discovery>,
     http: reqwest::Client,
-    keys: RwLock<Option<(Arc<JwkSet>, Instant)>>,
+    keys: RwLock<Option<(Arc<KeySet>, Instant)>>,
     /// Serializes fetches; holds when the last one was tried.
     fetching: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -29,10 +67,11 @@ impl std::fmt::Debug for Jwks {
     }
 }
 
-/// Why no key could be found for a token.
+/// The outcome of looking up the key a token names.
 #[derive(Clone)]
 pub enum KeyLookup {
-    Found(Box<DecodingKey>),
+    /// The current key set, which holds the key.
+    Found(Arc<KeySet>),
     /// The provider has no such key (the token is not the provider's).
     Unknown,
     /// The keys could not be fetched.
@@ -44,32 +83,22 @@ impl Jwks {
         Jwks { discovery, http, keys: RwLock::new(None), fetching: tokio::sync::Mutex::new(None) }
     }
 
-    fn lookup(set: &JwkSet, kid: Option<&str>) -> Option<DecodingKey> {
-        let jwk = match kid {
-            Some(kid) => set.find(kid)?,
-            // No kid: only unambiguous with a single key.
-            None if set.keys.len() == 1 => &set.keys[0],
-            None => return None,
-        };
-        DecodingKey::from_jwk(jwk).ok()
-    }
-
-    /// The key a token names.
+    /// The key set, provided it holds the key a token names (refetched when it does not).
     pub async fn key(&self, kid: Option<&str>) -> KeyLookup {
         let cached = self.keys.read().expect("jwks lock").clone();
         if let Some((set, fetched)) = &cached
             && fetched.elapsed() < MAX_AGE
-            && let Some(key) = Self::lookup(set, kid)
+            && set.has(kid)
         {
-            return KeyLookup::Found(Box::new(key));
+            return KeyLookup::Found(set.clone());
         }
         let mut last_try = self.fetching.lock().await;
         // Someone else may have fetched while we waited.
         if let Some((set, fetched)) = self.keys.read().expect("jwks lock").clone()
             && cached.as_ref().is_none_or(|(_, before)| fetched > *before)
-            && let Some(key) = Self::lookup(&set, kid)
+            && set.has(kid)
         {
-            return KeyLookup::Found(Box::new(key));
+            return KeyLookup::Found(set);
         }
         if let Some(tried) = *last_try
             && tried.elapsed() < REFETCH_INTERVAL
@@ -82,18 +111,16 @@ impl Jwks {
             Ok(set) => {
                 let set = Arc::new(set);
                 *self.keys.write().expect("jwks lock") = Some((set.clone(), Instant::now()));
-                match Self::lookup(&set, kid) {
-                    Some(key) => KeyLookup::Found(Box::new(key)),
-                    None => KeyLookup::Unknown,
-                }
+                if set.has(kid) { KeyLookup::Found(set) } else { KeyLookup::Unknown }
             }
             Err(error) => KeyLookup::Unavailable(error),
         }
     }
 
-    async fn fetch(&self) -> Result<JwkSet, OidcError> {
-        let uri = self.discovery.metadata()?.jwks_uri.clone();
+    async fn fetch(&self) -> Result<KeySet, OidcError> {
+        let uri = self.discovery.metadata()?.jwks_uri().url().to_string();
         let span = tracing::info_span!("idp", otel.name = "authgate.idp.jwks", url = %uri);
-        super::get_json(&self.http, &uri, "a JWK set").instrument(span).await
+        let document: serde_json::Value = super::get_json(&self.http, &uri, "a JWK set").instrument(span).await?;
+        KeySet::parse(document)
     }
 }

@@ -1,21 +1,31 @@
-//! The relying party: provider discovery, signing keys, token verification.
+//! The OpenID Connect protocol side, free of HTTP-decision semantics: it verifies what the
+//! provider issues and talks to the provider, and returns typed results (never a
+//! `Decision`; `crate::authz` turns results into answers).
 //!
 //! - [`discovery`]: `{providerURL}/.well-known/openid-configuration`, fetched in the
 //!   background with retries and backoff, refreshed hourly; readiness waits for it.
 //! - [`jwks`]: the provider's signing keys, refetched at most once per interval when a
 //!   token names an unknown `kid`.
-//! - [`login`]: the browser flow: login redirect, callback, session cookie, logout.
+//! - [`client`]: the relying-party client on the `openidconnect` crate: authorization URL
+//!   (state, nonce, PKCE), code exchange, refresh grant, ID-token verification, userinfo,
+//!   end-session URL.
+//! - [`jwt`]: JWT verification with `jsonwebtoken` for the tokens the RP client does not
+//!   cover: bearer access tokens and back-channel logout tokens.
+//! - [`bearer`]: `Authorization: Bearer <JWT>` verification with a verified-token cache.
 //! - [`backchannel`]: OpenID Connect Back-Channel Logout (logout tokens from the provider).
-//! - [`bearer`]: `Authorization: Bearer <JWT>` verification (signature, `iss`, `aud`,
-//!   `exp`, `nbf`), with a verified-token cache keyed by the token's hash.
 
 pub mod backchannel;
 pub mod bearer;
+pub mod client;
 pub mod discovery;
 pub mod jwks;
-pub mod login;
+pub mod jwt;
 
-/// What can go wrong talking to the provider or checking what it issued.
+use crate::claims::Claims;
+use crate::reason::Reason;
+use std::time::Duration;
+
+/// What can go wrong talking to the provider.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OidcError {
     /// The provider could not be reached or answered with something unusable.
@@ -26,13 +36,30 @@ pub enum OidcError {
     NotDiscovered,
 }
 
-/// The HTTP client for talking to the provider (rustls with the process's aws-lc-rs
-/// provider; timeouts so a hung provider cannot hold a Check).
+/// The verdict on a token the provider issued (bearer, ID or logout token).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Valid(Claims),
+    /// Not acceptable, with the reason.
+    Invalid(Reason),
+    /// Could not be checked (provider or keys unreachable): an internal failure, not a denial.
+    Unavailable(OidcError),
+}
+
+/// Connect timeout for provider requests.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Whole-request timeout for provider requests, so a hung provider cannot hold a Check.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The one HTTP client for talking to the provider: rustls on the process's crypto provider
+/// (`crate::tls`, installed at start-up), bounded timeouts, and **no redirects**: a token,
+/// userinfo or key endpoint that redirects must not make authgate send credentials or trust
+/// keys from wherever it points (SSRF; the `oauth2` crate requires this of its clients).
 pub fn http_client() -> reqwest::Client {
-    crate::cache::redis::install_crypto_provider();
     reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
         .user_agent(concat!("authgate/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a client with static settings builds")

@@ -16,7 +16,7 @@
 //!
 //! Labels stay low-cardinality: never a user, a session, a token or a full path.
 
-use crate::cache::{CacheSystem, Kind, Tier};
+use crate::cache::{CacheObserver, CacheSystem, Kind, Tier};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use std::sync::{Arc, OnceLock};
@@ -83,12 +83,22 @@ impl Metrics {
     }
 }
 
+/// The cache reports its Redis round trips here.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheMetrics;
+
+impl CacheObserver for CacheMetrics {
+    fn redis_operation(&self, op: &'static str, took: Duration) {
+        metrics().record_redis(op, took);
+    }
+}
+
 /// Registers the observable instruments that read the cache's own figures at each
 /// collection (so the breaker gauge is exact at every scrape), and counts breaker
 /// transitions as they happen.
 pub fn observe_cache(system: &Arc<CacheSystem>) {
     let meter = meter();
-    let stats = system.cache.stats().clone();
+    let stats = system.cache().stats().clone();
     let hits = stats.clone();
     let _requests = meter
         .u64_observable_counter("authgate_cache_requests")
@@ -113,7 +123,7 @@ pub fn observe_cache(system: &Arc<CacheSystem>) {
             }
         })
         .build();
-    if let Some(breaker) = &system.breaker {
+    if let Some(breaker) = system.breaker() {
         let state = Arc::downgrade(breaker);
         let _state = meter
             .i64_observable_gauge("authgate_circuit_breaker_state")
@@ -126,7 +136,7 @@ pub fn observe_cache(system: &Arc<CacheSystem>) {
             .build();
         breaker.on_transition(Arc::new(|_, to| metrics().record_breaker_transition(to.as_str())));
     }
-    if let Some(redis) = &system.redis {
+    if let Some(redis) = system.redis() {
         let redis = Arc::downgrade(redis);
         let _pool = meter
             .u64_observable_gauge("authgate_redis_pool_connections")

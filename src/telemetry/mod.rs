@@ -7,14 +7,11 @@
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` (or `_METRICS_ENDPOINT`) is set.
 //! - Traces: `tracing` spans bridged by tracing-opentelemetry, exported over OTLP/gRPC
 //!   when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `_TRACES_ENDPOINT`) is set. A W3C
-//!   `traceparent` on the checked request continues the caller's trace ([`check`]).
+//!   `traceparent` on the checked request continues the caller's trace (`crate::authz::observe`).
 //!   Service name and resource attributes come from `OTEL_SERVICE_NAME` and
 //!   `OTEL_RESOURCE_ATTRIBUTES` (service name `authgate` by default).
 
-pub mod check;
 pub mod metrics;
-
-pub use check::observed_decision;
 
 use crate::config::{LogFormat, LogLevel};
 use opentelemetry::trace::TracerProvider as _;
@@ -93,7 +90,9 @@ impl Telemetry {
             opentelemetry::global::set_tracer_provider(provider.clone());
             tracing_opentelemetry::layer().with_tracer(provider.tracer("authgate"))
         });
-        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        // Colours only on a terminal: log files and collectors get plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
         let registry_layers = tracing_subscriber::registry().with(filter).with(otel_layer);
         match format {
             LogFormat::Json => registry_layers.with(fmt.json().flatten_event(true).with_current_span(false)).init(),

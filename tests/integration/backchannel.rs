@@ -98,7 +98,7 @@ async fn provider_sign_out_ends_sessions_everywhere(mode: &str) {
         .unwrap();
     assert_eq!(replay.status(), 400);
     let error: serde_json::Value = replay.json().await.unwrap();
-    assert_eq!(error["error_description"], "logout token replayed");
+    assert_eq!(error["error_description"], "logout_token_replayed");
 
     // Garbage is refused with 400 too.
     let garbage = reqwest::Client::new()

@@ -2,12 +2,13 @@
 //! client certificate), Redis Cluster (6 nodes), hybrid (over a node and over a cluster),
 //! and the breaker-guarded store the server really uses.
 
-use crate::support::{RedisCluster, RedisServer, TlsFiles};
+use crate::support::{RedisCluster, RedisServer, TlsFiles, tool, wait_until};
 use authgate::cache::Store;
 use authgate::cache::hybrid::HybridStore;
 use authgate::cache::memory::MemoryStore;
 use authgate::cache::redis::RedisStore;
 use authgate::config::RedisConfig;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -241,11 +242,10 @@ async fn cluster_read_routing_options_send_reads_where_they_say() {
         writer.set(&format!("r{i}"), b"v", Duration::from_secs(60)).await.unwrap();
     }
     let reads = |store: RedisStore| async move {
-        for round in 0..5 {
+        for _ in 0..5 {
             for i in 0..60 {
                 // Replication is asynchronous: a replica may briefly miss a fresh key.
                 let _ = store.get(&format!("r{i}")).await.unwrap();
-                let _ = round;
             }
         }
     };
@@ -291,10 +291,54 @@ async fn cluster_read_routing_options_send_reads_where_they_say() {
         delta(false)
     );
 
-    // routeByLatency: every read is answered (the node choice depends on measurements).
+    // routeByLatency: reads go to the node measured fastest. One primary is kept busy
+    // (DEBUG SLEEP over and over), so every read of its slots must go to its replica,
+    // which no other option would choose.
+    let slow = cluster.nodes.iter().find(|n| n.cli(&["INFO", "replication"]).contains("role:master")).unwrap();
+    let partner = cluster
+        .nodes
+        .iter()
+        .find(|n| n.cli(&["INFO", "replication"]).contains(&format!("master_port:{}", slow.port)))
+        .unwrap();
+    let keys_on_slow: u64 = slow.cli(&["DBSIZE"]).trim().parse().unwrap();
+    assert!(keys_on_slow > 0);
+    let mut busy = Command::new(tool("redis-cli"))
+        .args(["-h", "127.0.0.1", "-p", &slow.port.to_string(), "-r", "1000000", "-i", "0", "DEBUG", "SLEEP", "0.2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let gets_of = |node: &RedisServer| -> u64 {
+        node.cli(&["INFO", "commandstats"])
+            .lines()
+            .find(|l| l.starts_with("cmdstat_get:"))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
     let mut latency = config.clone();
     latency.route_by_latency = true;
-    reads(RedisStore::new(&latency).unwrap()).await;
-    let total_after: u64 = gets_per_node(&cluster).iter().map(|(_, c)| c).sum();
-    assert_eq!(total_after, 4 * 300, "every read reached exactly one node");
+    let store = RedisStore::new(&latency).unwrap();
+    // Ready once the probes have measured every node: a read of a key on the busy primary
+    // then lands on its replica.
+    let slow_key =
+        (0..60).map(|i| format!("r{i}")).find(|k| slow.cli(&["EXISTS", &writer.redis_key(k)]).trim() == "1").unwrap();
+    let partner_before = gets_of(partner);
+    wait_until("latency probes measured the busy primary", async || {
+        let _ = store.get(&slow_key).await.unwrap();
+        gets_of(partner) > partner_before
+    })
+    .await;
+    let (slow_before, partner_before) = (gets_of(slow), gets_of(partner));
+    reads(store).await;
+    let (slow_gets, partner_gets) = (gets_of(slow) - slow_before, gets_of(partner) - partner_before);
+    let _ = busy.kill();
+    let _ = busy.wait();
+    assert_eq!(slow_gets, 0, "routeByLatency read from the busy primary");
+    assert!(
+        partner_gets >= keys_on_slow * 5,
+        "routeByLatency sent {partner_gets} of {} reads of the busy shard to its replica",
+        keys_on_slow * 5
+    );
 }

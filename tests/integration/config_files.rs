@@ -131,28 +131,38 @@ fn every_environment_variable_sets_a_real_key() {
         .iter()
         .map(|line| line.split(": ").next().unwrap().to_owned())
         .collect();
+    let shown_at = |loaded: &config::Config, path: &str| {
+        let line = loaded.effective_lines().into_iter().find(|l| l.starts_with(&format!("{path}: "))).unwrap();
+        line.split_once(": ").unwrap().1.to_owned()
+    };
     for variable in ENV_VARIABLES {
         assert!(keys.contains(variable.path), "{} sets unknown key {}", variable.name, variable.path);
-        // And the loader really applies it.
+        // And the loader really applies it: probe with a value the key does not already
+        // have, so a variable that is ignored cannot pass. The file leaves the key out
+        // (a secret in it would show `<redacted>` before and after).
+        let base: String = VALID
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{}:", variable.path)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let before = shown_at(&config::load_str_lenient(&base, &env(&[])).0.unwrap(), variable.path);
         let value = match variable.kind {
+            EnvKind::Bool if before == "true" => "false",
             EnvKind::Bool => "true",
+            EnvKind::Integer if before == "7" => "8",
             EnvKind::Integer => "7",
+            EnvKind::Duration if before == "7s" => "8s",
             EnvKind::Duration => "7s",
-            EnvKind::List => "/x",
-            EnvKind::Text => "x",
+            EnvKind::List => "/probe-list-entry",
+            EnvKind::Text => "probe-value-q9",
         };
-        let (loaded, problems) = config::load_str_lenient(VALID, &env(&[(variable.name, value)]));
-        let line = loaded
-            .unwrap()
-            .effective_lines()
-            .into_iter()
-            .find(|l| l.starts_with(&format!("{}: ", variable.path)))
-            .unwrap();
-        let shown = line.split_once(": ").unwrap().1;
-        // Either the value shows at its key, or the key rejected it (e.g. "x" is no cache mode).
-        let reached =
-            shown.contains(value) || shown.contains("<redacted>") || problems.iter().any(|p| p.path == variable.path);
-        assert!(reached, "{} did not reach {}: {line}", variable.name, variable.path);
+        let (loaded, problems) = config::load_str_lenient(&base, &env(&[(variable.name, value)]));
+        let after = shown_at(&loaded.unwrap(), variable.path);
+        // Either the value shows at its key (redacted for secrets), or the key rejected it
+        // (e.g. "probe-value-q9" is no cache mode).
+        let rejected = problems.iter().any(|p| p.path == variable.path);
+        let shown = after != before && (after.contains(value) || after.contains("<redacted>"));
+        assert!(rejected || shown, "{} did not reach {}: {before:?} -> {after:?}", variable.name, variable.path);
     }
 }
 

@@ -18,6 +18,8 @@ async fn sigterm_drains_and_exits_zero() {
 
 #[tokio::test]
 async fn health_turns_not_serving_when_shutdown_begins() {
+    // What `main` does before serving.
+    authgate::tls::install_crypto_provider();
     let config = Config {
         provider_url: "http://127.0.0.1:9/".into(),
         client_id: "test".into(),

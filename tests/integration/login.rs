@@ -1,35 +1,26 @@
 //! The browser flow end to end: real Envoy → authgate → real oidc-provider, a browser with
 //! a cookie jar, an upstream that echoes the headers it got.
 
+use crate::support::stack::Stack;
 use crate::support::{
     Authgate, EchoUpstream, Envoy, IDP_CLIENT_ID, IDP_CLIENT_SECRET, Idp, browser, browser_login, free_port,
 };
 use reqwest::cookie::CookieStore;
 
-struct Stack {
-    idp: Idp,
-    authgate: Authgate,
-    envoy: Envoy,
-    _upstream: EchoUpstream,
+/// One replica in memory mode behind Envoy, with the login tests' scopes and exclusions.
+async fn stack(extra: &str) -> Stack {
+    stack_in("memory", 1, extra).await
 }
 
-async fn stack(extra: &str) -> Stack {
-    let port = free_port();
-    let origin = format!("http://127.0.0.1:{port}");
-    let idp = Idp::start(&origin, &[]).await;
-    let upstream = EchoUpstream::start().await;
-    let authgate = Authgate::builder()
-        .key("providerURL", &idp.issuer())
-        .key("clientID", IDP_CLIENT_ID)
-        .key("clientSecret", IDP_CLIENT_SECRET)
+async fn stack_in(mode: &str, replicas: usize, extra: &str) -> Stack {
+    Stack::builder()
+        .cache(mode)
+        .replicas(replicas)
         .key("scopes", "[openid, email, profile, groups]")
         .key("excludedURLs", "[/public]")
         .yaml(extra)
         .start()
-        .await;
-    authgate.wait_ready().await;
-    let envoy = Envoy::start_on(port, authgate.grpc, upstream.addr).await;
-    Stack { idp, authgate, envoy, _upstream: upstream }
+        .await
 }
 
 #[tokio::test]
@@ -47,7 +38,7 @@ async fn a_browser_logs_in_and_reaches_the_upstream_with_its_identity() {
     assert!(flow_cookie.contains("HttpOnly") && flow_cookie.contains("SameSite=Lax"), "{flow_cookie}");
 
     let (url, response) = browser_login(&browser, &stack.envoy.url("/private/page?x=1"), "alice").await;
-    assert_eq!(response.status(), 200, "ended at {url}\nauthgate:\n{}", stack.authgate.logs());
+    assert_eq!(response.status(), 200, "ended at {url}\nauthgate:\n{}", stack.logs());
     assert!(url.ends_with("/private/page?x=1"), "back where the user started: {url}");
     let echoed: serde_json::Value = response.json().await.unwrap();
     let headers = &echoed["headers"];
@@ -74,7 +65,7 @@ async fn a_browser_logs_in_and_reaches_the_upstream_with_its_identity() {
     assert_eq!(echoed["headers"]["x-forwarded-user"], "alice@example.com");
 
     // No raw token or session id in the logs.
-    let logs = stack.authgate.logs();
+    let logs = stack.logs();
     assert!(!logs.contains("eyJ"), "a JWT leaked into the logs:\n{logs}");
 }
 
@@ -186,7 +177,7 @@ async fn logins_in_several_tabs_do_not_break_each_other_and_flow_cookies_do_not_
     }
     for (authorize, path) in starts.iter().rev().zip(["/tab-two", "/tab-one"]) {
         let (url, response) = browser_login(&browser, authorize, "alice").await;
-        assert_eq!(response.status(), 200, "{path} ended at {url}\n{}", stack.authgate.logs());
+        assert_eq!(response.status(), 200, "{path} ended at {url}\n{}", stack.logs());
         assert!(url.ends_with(path), "{url}");
     }
 
@@ -220,11 +211,10 @@ async fn with_force_https_cookies_are_secure_and_host_prefixed() {
 #[tokio::test]
 async fn the_login_works_in_redis_and_hybrid_mode() {
     for mode in ["redis", "hybrid"] {
-        let redis = crate::support::RedisServer::start();
-        let stack =
-            stack(&format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: {mode}", redis.address())).await;
+        let stack = stack_in(mode, 1, "").await;
+        let redis = stack.redis.as_ref().unwrap();
         let (_, response) = browser_login(&browser(), &stack.envoy.url("/private"), "alice").await;
-        assert_eq!(response.status(), 200, "{mode}:\n{}", stack.authgate.logs());
+        assert_eq!(response.status(), 200, "{mode}:\n{}", stack.logs());
         // The session lives in Redis, under a hashed key, encrypted.
         let keys = redis.cli(&["KEYS", "*session*"]);
         let key = keys.lines().next().unwrap_or_else(|| panic!("{mode}: no session key in redis"));
@@ -248,7 +238,7 @@ async fn a_callback_arriving_on_another_host_is_sent_to_the_root_not_away() {
     // Deliver the callback with another Host (what a forged link through a shared proxy does).
     let response =
         browser.get(&callback).header("host", "evil.example").header("accept", "text/html").send().await.unwrap();
-    assert_eq!(response.status(), 302, "{}", stack.authgate.logs());
+    assert_eq!(response.status(), 302, "{}", stack.logs());
     assert_eq!(response.headers()["location"], "/", "never back to the original path on a foreign host");
 }
 
@@ -274,21 +264,14 @@ async fn client_secret_post_works_when_configured() {
 #[tokio::test]
 async fn userinfo_claims_are_added_when_the_id_token_lacks_them() {
     for fetch in [false, true] {
-        let port = free_port();
-        let idp = Idp::start(&format!("http://127.0.0.1:{port}"), &[("IDP_CONFORM_ID_TOKEN_CLAIMS", "true")]).await;
-        let upstream = EchoUpstream::start().await;
-        let authgate = Authgate::builder()
-            .key("providerURL", &idp.issuer())
-            .key("clientID", IDP_CLIENT_ID)
-            .key("clientSecret", IDP_CLIENT_SECRET)
+        let stack = Stack::builder()
+            .idp_env("IDP_CONFORM_ID_TOKEN_CLAIMS", "true")
             .key("scopes", "[openid, email, groups]")
             .key("fetchUserInfo", &fetch.to_string())
             .start()
             .await;
-        authgate.wait_ready().await;
-        let envoy = Envoy::start_on(port, authgate.grpc, upstream.addr).await;
-        let (_, response) = browser_login(&browser(), &envoy.url("/private"), "alice").await;
-        assert_eq!(response.status(), 200, "{}", authgate.logs());
+        let (_, response) = browser_login(&browser(), &stack.url("/private"), "alice").await;
+        assert_eq!(response.status(), 200, "{}", stack.logs());
         let echoed: serde_json::Value = response.json().await.unwrap();
         let email = echoed["headers"].get("x-auth-request-email").cloned();
         if fetch {
@@ -301,40 +284,23 @@ async fn userinfo_claims_are_added_when_the_id_token_lacks_them() {
 }
 
 async fn logout_through_one_replica_ends_it_on_the_other(mode: &str) {
-    let redis = crate::support::RedisServer::start();
-    let port = free_port();
-    let idp = Idp::start(&format!("http://127.0.0.1:{port}"), &[]).await;
-    let key = crate::support::random_hex(32);
-    let shared = format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: {mode}", redis.address());
-    let replica = || {
-        Authgate::builder()
-            .key("providerURL", &idp.issuer())
-            .key("clientID", IDP_CLIENT_ID)
-            .key("clientSecret", IDP_CLIENT_SECRET)
-            .key("sessionEncryptionKey", &key)
-            .yaml(&shared)
-            .start()
-    };
-    let a = replica().await;
-    let b = replica().await;
-    a.wait_ready().await;
-    b.wait_ready().await;
-    let upstream = EchoUpstream::start().await;
-    let envoy = Envoy::start_on(port, a.grpc, upstream.addr).await;
+    let stack = stack_in(mode, 2, "").await;
+    let b = &stack.replicas[1];
     let (browser, jar) = crate::support::browser_with_jar();
-    let (_, response) = browser_login(&browser, &envoy.url("/private"), "alice").await;
+    let (_, response) = browser_login(&browser, &stack.url("/private"), "alice").await;
     assert_eq!(response.status(), 200);
-    let cookie = jar.cookies(&envoy.url("/").parse().unwrap()).unwrap().to_str().unwrap().to_owned();
+    let cookie = stack.cookie(&jar);
     // B has the session in its L1 now.
     assert_eq!(b.bridge("/private", &cookie).await.status(), 200);
     assert_eq!(b.bridge("/private", &cookie).await.status(), 200);
 
-    let logout = browser.get(envoy.url("/oauth2/logout")).header("sec-fetch-site", "same-origin").send().await.unwrap();
+    let logout = browser.get(stack.url("/oauth2/logout")).header("sec-fetch-site", "same-origin").send().await.unwrap();
     assert_eq!(logout.status(), 302);
     // Through A, then at once on B, whose L1 held it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     while b.bridge("/private", &cookie).await.status() != 401 {
         assert!(std::time::Instant::now() < deadline, "B still accepts a logged-out session");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

@@ -2,9 +2,9 @@
 //! and across two replicas sharing Redis: the refresh token is redeemed once per refresh,
 //! so nobody is logged out.
 
+use crate::support::stack::Stack;
 use crate::support::{
-    Authgate, EchoUpstream, Envoy, IDP_CLIENT_ID, IDP_CLIENT_SECRET, Idp, RedisServer, browser_login, browser_with_jar,
-    free_port,
+    Authgate, EchoUpstream, Envoy, IDP_CLIENT_ID, IDP_CLIENT_SECRET, Idp, browser_login, browser_with_jar, free_port,
 };
 use reqwest::cookie::CookieStore;
 
@@ -74,21 +74,19 @@ async fn twenty_concurrent_requests_refresh_once_and_stay_logged_in() {
 }
 
 async fn two_replicas_redeem_each_refresh_token_once(mode: &str) {
-    let redis = RedisServer::start();
-    let port = free_port();
-    let idp = Idp::start(&format!("http://127.0.0.1:{port}"), &[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
-    let upstream = EchoUpstream::start().await;
-    let shared =
-        format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: {mode}\n  keyPrefix: shared", redis.address());
-    // Replicas share Redis and the session key.
-    let key = crate::support::random_hex(32);
-    let a = authgate(&idp, &shared, &key).await;
-    let b = authgate(&idp, &shared, &key).await;
-    let envoy = Envoy::start_on(port, a.grpc, upstream.addr).await;
+    let stack = Stack::builder()
+        .cache(mode)
+        .replicas(2)
+        .idp_env("IDP_ACCESS_TOKEN_TTL", "60")
+        // Every request is "near expiry": each one wants a refresh.
+        .key("refreshGracePeriodSeconds", "3600")
+        .start()
+        .await;
+    let (a, b) = (&stack.replicas[0], &stack.replicas[1]);
     let (browser, jar) = browser_with_jar();
-    let (_, response) = browser_login(&browser, &envoy.url("/private"), "alice").await;
+    let (_, response) = browser_login(&browser, &stack.url("/private"), "alice").await;
     assert_eq!(response.status(), 200, "login through replica A");
-    let cookie = jar.cookies(&envoy.url("/").parse().unwrap()).unwrap().to_str().unwrap().to_owned();
+    let cookie = stack.cookie(&jar);
 
     // The session made on A is accepted by B.
     assert_eq!(b.bridge("/private", &cookie).await.status(), 200, "B:\n{}", b.logs());
@@ -112,12 +110,10 @@ async fn two_replicas_redeem_each_refresh_token_once(mode: &str) {
             })
             .collect();
         for request in requests {
-            assert_eq!(request.await.unwrap(), 200, "round {round}\nA:\n{}\nB:\n{}", a.logs(), b.logs());
+            assert_eq!(request.await.unwrap(), 200, "round {round}\n{}", stack.logs());
         }
     }
-    for replica in [&a, &b] {
-        assert!(!replica.logs().contains("refresh token refused"), "{}", replica.logs());
-    }
+    assert!(!stack.logs().contains("refresh token refused"), "{}", stack.logs());
 }
 
 #[tokio::test]

@@ -4,8 +4,13 @@
 //! - [`Envoy`]: a real Envoy whose `ext_authz` filter calls an authgate, in front of an upstream.
 //! - [`EchoUpstream`]: an HTTP upstream (in the test process) answering with the headers it got.
 //! - [`RedisServer`]: a real `redis-server`.
+//! - [`stack::Stack`]: IdP + upstream + N replicas (+ Redis) + Envoy, one builder per scenario.
+//! - [`provider::TestProvider`]: an OpenID Provider inside the test process, for fast decision tests.
 //! - [`tool`]: paths of the tools `scripts/install-test-deps.sh` installs.
 #![allow(dead_code)] // each test module uses a different part of the harness
+
+pub mod provider;
+pub mod stack;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -95,7 +100,7 @@ pub struct AuthgateBuilder {
 impl Authgate {
     pub fn builder() -> AuthgateBuilder {
         // The tests' HTTP clients use rustls without a built-in crypto provider, like authgate.
-        authgate::cache::redis::install_crypto_provider();
+        authgate::tls::install_crypto_provider();
         let mut keys = BTreeMap::new();
         keys.insert("providerURL".into(), "http://127.0.0.1:9/".into());
         keys.insert("clientID".into(), "authgate-test".into());
@@ -170,12 +175,12 @@ impl AuthgateBuilder {
         self
     }
 
-    /// Starts the process and waits until `/healthz` answers.
+    /// Starts the process on ports of its own choosing (port 0; it logs what it bound) and
+    /// waits until `/healthz` answers.
     pub async fn start(self) -> Authgate {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (grpc, http, admin) = (free_port(), self.http_port.unwrap_or_else(free_port), free_port());
-        let mut yaml =
-            format!("grpcAddress: 127.0.0.1:{grpc}\nhttpAddress: 127.0.0.1:{http}\nadminAddress: 127.0.0.1:{admin}\n");
+        let http = self.http_port.unwrap_or(0);
+        let mut yaml = format!("grpcAddress: 127.0.0.1:0\nhttpAddress: 127.0.0.1:{http}\nadminAddress: 127.0.0.1:0\n");
         for (key, value) in &self.keys {
             yaml.push_str(&format!("{key}: {value}\n"));
         }
@@ -191,7 +196,7 @@ impl AuthgateBuilder {
         std::fs::write(&config, yaml).unwrap();
         let log = dir.path().join("authgate.log");
         let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
             .arg("serve")
             .arg("--config")
             .arg(&config)
@@ -202,27 +207,31 @@ impl AuthgateBuilder {
             .stderr(log_file)
             .spawn()
             .expect("spawn authgate");
-        let mut authgate = Authgate {
-            child,
-            grpc: ([127, 0, 0, 1], grpc).into(),
-            http: ([127, 0, 0, 1], http).into(),
-            admin: ([127, 0, 0, 1], admin).into(),
-            log,
-            dir,
-        };
-        let client = reqwest::Client::new();
-        let healthz = format!("http://{}/healthz", authgate.admin);
+        // "authgate started grpc=… http=… admin=…": the addresses it bound.
         let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = authgate.child.try_wait().unwrap() {
-                panic!("authgate exited during start-up ({status}):\n{}", authgate.logs());
+        let bound = loop {
+            let logs = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = logs.lines().find(|l| l.contains("authgate started")) {
+                // Text (`grpc=ADDR`) or JSON (`"grpc":"ADDR"`) log format.
+                let field = |name: &str| -> SocketAddr {
+                    let value = [format!("{name}="), format!("\"{name}\":\"")]
+                        .iter()
+                        .find_map(|prefix| line.find(prefix.as_str()).map(|at| &line[at + prefix.len()..]))
+                        .unwrap_or_else(|| panic!("no {name} in {line}"));
+                    value.split([' ', '"']).next().unwrap().parse().unwrap()
+                };
+                break (field("grpc"), field("http"), field("admin"));
             }
-            if client.get(&healthz).send().await.is_ok_and(|r| r.status().is_success()) {
-                break;
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("authgate exited during start-up ({status}):\n{logs}");
             }
-            assert!(Instant::now() < deadline, "authgate not ready:\n{}", authgate.logs());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            assert!(Instant::now() < deadline, "authgate did not start:\n{logs}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let authgate = Authgate { child, grpc: bound.0, http: bound.1, admin: bound.2, log, dir };
+        let healthz = format!("http://{}/healthz", authgate.admin);
+        wait_until("authgate /healthz", async || reqwest::get(&healthz).await.is_ok_and(|r| r.status().is_success()))
+            .await;
         authgate
     }
 }
@@ -253,7 +262,7 @@ impl Envoy {
     /// Like [`Envoy::start`], listening on a port chosen beforehand (the IdP needs the
     /// app's origin for its redirect URIs before Envoy runs).
     pub async fn start_on(listener: u16, authgate_grpc: SocketAddr, upstream: SocketAddr) -> Envoy {
-        authgate::cache::redis::install_crypto_provider();
+        authgate::tls::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let admin = free_port();
         let config = format!(
@@ -631,6 +640,9 @@ impl RedisCluster {
                     "0",
                     "--cluster-node-timeout",
                     "2000",
+                    // Tests slow a node down with DEBUG SLEEP.
+                    "--enable-debug-command",
+                    "yes",
                 ])
             })
             .collect();
@@ -787,7 +799,7 @@ impl Idp {
         auth_method: &str,
         env: &[(&str, &str)],
     ) -> Idp {
-        authgate::cache::redis::install_crypto_provider();
+        authgate::tls::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let clients = serde_json::json!([{
@@ -872,7 +884,7 @@ pub fn browser() -> reqwest::Client {
 
 /// A browser and its cookie jar (to read the session cookie out of it).
 pub fn browser_with_jar() -> (reqwest::Client, std::sync::Arc<reqwest::cookie::Jar>) {
-    authgate::cache::redis::install_crypto_provider();
+    authgate::tls::install_crypto_provider();
     let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
         .cookie_provider(jar.clone())

@@ -35,11 +35,9 @@ fn candidates<'a>(c: &ReadCandidates<'a>) -> Vec<&'a NodeAddress> {
     }
 }
 
+/// A uniformly random index below `len` (load balancing, not anything secret).
 fn random_index(len: usize) -> usize {
-    // Cheap, good-enough spread for load balancing (not for anything secret).
-    let nanos = Instant::now().elapsed().as_nanos() as usize ^ std::process::id() as usize;
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    (COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(2654435761) ^ nanos) % len.max(1)
+    fastrand::usize(..len.max(1))
 }
 
 #[derive(Default)]

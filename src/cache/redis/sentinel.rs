@@ -6,6 +6,7 @@
 
 use super::{CacheError, connection_addr};
 use crate::config::RedisConfig;
+use crate::retry::Backoff;
 use futures_util::StreamExt;
 use redis::IntoConnectionInfo;
 use std::sync::Arc;
@@ -44,10 +45,12 @@ pub(super) fn watch_switches(
 }
 
 async fn watch_one(client: redis::Client, master: String, epoch: Arc<AtomicU64>, address: String) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
     loop {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe("+switch-master").await.is_ok() {
+                    backoff.reset();
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
                         let payload: String = message.get_payload().unwrap_or_default();
@@ -61,6 +64,6 @@ async fn watch_one(client: redis::Client, master: String, epoch: Arc<AtomicU64>,
             }
             Err(error) => tracing::debug!(sentinel = %address, %error, "cannot subscribe to sentinel"),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        backoff.wait().await;
     }
 }

@@ -1,8 +1,9 @@
 //! One place that wraps every decision, whichever adapter asked: the span (continuing the
-//! caller's W3C trace), the metrics, and the decision log line.
+//! caller's W3C trace), the metrics, and the decision log line. Every answer goes through
+//! it, a Check without HTTP attributes included.
 
-use super::metrics::metrics;
-use crate::authz::{AuthRequest, Authorizer, Decision, Outcome};
+use super::{AuthRequest, Authorizer, Decision, Outcome};
+use crate::telemetry::metrics::metrics;
 use std::collections::HashMap;
 use std::time::Instant;
 use tracing::Instrument;
@@ -21,8 +22,19 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// Decides on `request`, traced, measured and logged. `transport` is `grpc` or `http`.
-pub async fn observed_decision(authorizer: &Authorizer, request: &AuthRequest, transport: &'static str) -> Decision {
+/// Decides on `request` (`None`: a Check without HTTP attributes), traced, measured and
+/// logged. `transport` is `grpc` or `http`.
+pub async fn observed_decision(
+    authorizer: &Authorizer,
+    request: Option<&AuthRequest>,
+    transport: &'static str,
+) -> Decision {
+    let Some(request) = request else {
+        let decision = Decision::no_http_attributes();
+        metrics().record_check(transport, decision.outcome.as_str(), std::time::Duration::ZERO);
+        tracing::info!(decision = "deny", reason = %decision.reason, transport, "denied");
+        return decision;
+    };
     let span = tracing::info_span!(
         "check",
         otel.name = "authgate.check",
@@ -40,25 +52,25 @@ pub async fn observed_decision(authorizer: &Authorizer, request: &AuthRequest, t
     let decision = authorizer.decide(request).instrument(span.clone()).await;
     let took = started.elapsed();
     span.record("decision", decision.outcome.as_str());
-    span.record("reason", decision.reason);
+    span.record("reason", decision.reason.as_str());
     metrics().record_check(transport, decision.outcome.as_str(), took);
 
     let _entered = span.enter();
     let path = request.path_only();
     match decision.outcome {
         Outcome::Allow => {
-            tracing::debug!(decision = "allow", reason = decision.reason, transport, %path, took_us = took.as_micros() as u64, "decision")
+            tracing::debug!(decision = "allow", reason = %decision.reason, transport, %path, took_us = took.as_micros() as u64, "decision")
         }
         Outcome::Deny | Outcome::Redirect => tracing::info!(
             decision = decision.outcome.as_str(),
-            reason = decision.reason,
+            reason = %decision.reason,
             status = decision.status,
             transport,
             %path,
             "denied"
         ),
         Outcome::Error => {
-            tracing::warn!(decision = "error", reason = decision.reason, transport, %path, "could not decide")
+            tracing::warn!(decision = "error", reason = %decision.reason, transport, %path, "could not decide")
         }
     }
     drop(_entered);

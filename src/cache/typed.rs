@@ -1,4 +1,5 @@
-//! [`Cache`]: the typed front of the store that the rest of authgate uses.
+//! [`Cache`]: the typed cache the rest of authgate uses, in front of one [`Store`]: values
+//! of a [`Kind`], keys that never hold a raw secret, hit counters per kind and tier.
 
 use super::{CacheError, Store, Tier, value};
 use serde::Serialize;
@@ -22,15 +23,13 @@ pub enum Kind {
     Lock,
     /// A logout marker: sessions of this `sid`/`sub` are over.
     Logout,
-    /// The provider's signing keys.
-    Jwks,
-    /// An index from a provider session (`sid`) to our sessions.
-    SessionIndex,
 }
 
+/// How many kinds there are (the size of the per-kind counters).
+const KINDS: usize = 5;
+
 impl Kind {
-    pub const ALL: [Kind; 7] =
-        [Kind::Session, Kind::Token, Kind::Replay, Kind::Lock, Kind::Logout, Kind::Jwks, Kind::SessionIndex];
+    pub const ALL: [Kind; KINDS] = [Kind::Session, Kind::Token, Kind::Replay, Kind::Lock, Kind::Logout];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,12 +38,10 @@ impl Kind {
             Kind::Replay => "replay",
             Kind::Lock => "lock",
             Kind::Logout => "logout",
-            Kind::Jwks => "jwks",
-            Kind::SessionIndex => "sid",
         }
     }
 
-    /// The byte stored in the value envelope. Never reuse a retired tag.
+    /// The byte stored in the value envelope. Never reuse a retired tag (6 and 7 are).
     pub fn tag(self) -> u8 {
         match self {
             Kind::Session => 1,
@@ -52,8 +49,6 @@ impl Kind {
             Kind::Replay => 3,
             Kind::Lock => 4,
             Kind::Logout => 5,
-            Kind::Jwks => 6,
-            Kind::SessionIndex => 7,
         }
     }
 
@@ -62,19 +57,18 @@ impl Kind {
     }
 }
 
-/// A key for a secret (a token, a session id): its SHA-256 in hex, so no raw token ever
-/// appears in a Redis key, a log line or `redis-cli --scan` output.
+/// A key for a secret (a token, a session id, a `state`): its SHA-256 in hex, so no raw
+/// secret ever appears in a Redis key, a log line or `redis-cli --scan` output.
 pub fn token_key(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", Sha256::digest(secret.as_bytes()))
 }
 
 /// Lookups and hits per kind and tier, read by the metrics exporter.
 #[derive(Debug, Default)]
 pub struct CacheStats {
-    requests: [AtomicU64; 7],
-    memory_hits: [AtomicU64; 7],
-    redis_hits: [AtomicU64; 7],
+    requests: [AtomicU64; KINDS],
+    memory_hits: [AtomicU64; KINDS],
+    redis_hits: [AtomicU64; KINDS],
 }
 
 impl CacheStats {
@@ -129,10 +123,6 @@ impl Cache {
         &self.stats
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     async fn fetch(&self, kind: Kind, id: &str) -> Result<Option<Vec<u8>>, CacheError> {
         let span = tracing::info_span!(
             "cache",
@@ -165,7 +155,7 @@ impl Cache {
         value: &T,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        self.store.set(&key(kind, id), &value::encode_json(kind, value)?, ttl).await
+        self.store.set(&key(kind, id), &value::encode_json(kind, value)?, ttl).instrument(set_span(kind)).await
     }
 
     /// Raw bytes of `kind` (e.g. an encrypted record); unreadable envelopes read as absent.
@@ -205,10 +195,6 @@ impl Cache {
         let span = tracing::info_span!("cache", otel.name = "authgate.cache.delete", kind = kind.as_str());
         self.store.delete(&key(kind, id)).instrument(span).await
     }
-
-    pub async fn exists(&self, kind: Kind, id: &str) -> Result<bool, CacheError> {
-        self.store.exists(&key(kind, id)).await
-    }
 }
 
 #[cfg(test)]
@@ -227,11 +213,11 @@ mod tests {
     #[tokio::test]
     async fn counts_requests_and_hits_per_kind() {
         let cache = Cache::new(Arc::new(MemoryStore::new(100, 1 << 20)));
-        cache.set_json(Kind::Jwks, "k", &vec![1, 2, 3], Duration::from_secs(5)).await.unwrap();
-        assert_eq!(cache.get_json::<Vec<u8>>(Kind::Jwks, "k").await.unwrap(), Some(vec![1, 2, 3]));
-        assert_eq!(cache.get_json::<Vec<u8>>(Kind::Jwks, "missing").await.unwrap(), None);
-        assert_eq!(cache.stats().requests(Kind::Jwks), 2);
-        assert_eq!(cache.stats().hits(Kind::Jwks, Tier::Memory), 1);
+        cache.set_json(Kind::Token, "k", &vec![1, 2, 3], Duration::from_secs(5)).await.unwrap();
+        assert_eq!(cache.get_json::<Vec<u8>>(Kind::Token, "k").await.unwrap(), Some(vec![1, 2, 3]));
+        assert_eq!(cache.get_json::<Vec<u8>>(Kind::Token, "missing").await.unwrap(), None);
+        assert_eq!(cache.stats().requests(Kind::Token), 2);
+        assert_eq!(cache.stats().hits(Kind::Token, Tier::Memory), 1);
         assert_eq!(cache.stats().requests(Kind::Session), 0);
     }
 
@@ -239,8 +225,8 @@ mod tests {
     async fn a_value_of_another_kind_reads_as_absent() {
         let store = Arc::new(MemoryStore::new(100, 1 << 20));
         let cache = Cache::new(store.clone());
-        store.set("jwks:k", &value::encode_json(Kind::Logout, &1).unwrap(), Duration::from_secs(5)).await.unwrap();
-        assert_eq!(cache.get_json::<u32>(Kind::Jwks, "k").await.unwrap(), None);
+        store.set("token:k", &value::encode_json(Kind::Logout, &1).unwrap(), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(cache.get_json::<u32>(Kind::Token, "k").await.unwrap(), None);
     }
 
     #[tokio::test]

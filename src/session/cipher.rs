@@ -1,0 +1,115 @@
+//! The AES-256-GCM cipher session records and login-flow cookies are sealed with.
+//!
+//! The key is derived (HKDF-SHA256) from `sessionEncryptionKey`; `previousSessionEncryptionKeys`
+//! still open what older keys sealed, so keys can be rotated without logging everyone out.
+
+use crate::config::Config;
+use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload, rand_core::RngCore};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+const NONCE_LEN: usize = 12;
+
+/// Random bytes, base64url: session ids, `state`, `nonce`, PKCE verifiers.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    B64.encode(buf)
+}
+
+/// AES-256-GCM with the current key and any previous ones.
+pub struct Cipher {
+    keys: Vec<Aes256Gcm>,
+}
+
+impl std::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cipher").field("keys", &self.keys.len()).finish()
+    }
+}
+
+fn derive(secret: &str) -> Aes256Gcm {
+    let hkdf = hkdf::Hkdf::<Sha256>::new(Some(b"authgate session key v1"), secret.as_bytes());
+    let mut key = [0u8; 32];
+    hkdf.expand(b"aes-256-gcm", &mut key).expect("32 bytes is a valid HKDF-SHA256 length");
+    Aes256Gcm::new(&key.into())
+}
+
+impl Cipher {
+    pub fn new(config: &Config) -> Self {
+        let mut keys = vec![derive(config.session_encryption_key.expose())];
+        keys.extend(config.previous_session_encryption_keys.iter().map(|k| derive(k.expose())));
+        Cipher { keys }
+    }
+
+    /// `nonce || ciphertext+tag`, under the current key, bound to `aad`.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let sealed = self.keys[0]
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend(sealed);
+        out
+    }
+
+    /// Opens what any of the keys sealed; `None` for anything tampered, truncated or foreign.
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN + 16 {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        self.keys.iter().find_map(|key| key.decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad }).ok())
+    }
+
+    /// Seals a value into cookie-safe text.
+    pub fn seal_text(&self, value: &impl Serialize, aad: &str) -> String {
+        let json = serde_json::to_vec(value).expect("cookie values serialize");
+        B64.encode(self.seal(&json, aad.as_bytes()))
+    }
+
+    pub fn open_text<T: for<'de> Deserialize<'de>>(&self, text: &str, aad: &str) -> Option<T> {
+        let sealed = B64.decode(text.trim()).ok()?;
+        serde_json::from_slice(&self.open(&sealed, aad.as_bytes())?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn config(key: &str, previous: &[&str]) -> Config {
+        Config {
+            session_encryption_key: Secret::new(key),
+            previous_session_encryption_keys: previous.iter().map(|k| Secret::new(*k)).collect(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn seals_and_opens_with_rotation() {
+        let old = Cipher::new(&config("old-key-old-key-old-key-old-key-1", &[]));
+        let sealed = old.seal(b"record", b"aad");
+        let rotated = Cipher::new(&config("new-key-new-key-new-key-new-key-2", &["old-key-old-key-old-key-old-key-1"]));
+        assert_eq!(rotated.open(&sealed, b"aad").unwrap(), b"record");
+        let forgotten = Cipher::new(&config("new-key-new-key-new-key-new-key-2", &[]));
+        assert!(forgotten.open(&sealed, b"aad").is_none());
+    }
+
+    #[test]
+    fn refuses_tampering_truncation_and_other_aad() {
+        let cipher = Cipher::new(&config("a-key-a-key-a-key-a-key-a-key-a-k", &[]));
+        let mut sealed = cipher.seal(b"record", b"aad");
+        assert!(cipher.open(&sealed, b"other").is_none());
+        assert!(cipher.open(&sealed[..10], b"aad").is_none());
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert!(cipher.open(&sealed, b"aad").is_none());
+        assert!(cipher.open_text::<String>("%%%not base64%%%", "x").is_none());
+    }
+}
