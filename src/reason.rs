@@ -53,6 +53,8 @@ reasons! {
     PolicyDenied => "policy_denied",
     /// The verified claims name no user (`userIdentifierClaim` missing or empty).
     NoUserIdentifier => "no_user_identifier",
+    /// The identity would come from an e-mail the provider has not verified.
+    EmailNotVerified => "email_not_verified",
     // Token verification (bearer, ID and logout tokens).
     /// Not three base64url segments, or an unreadable header.
     MalformedToken => "malformed_token",
@@ -74,6 +76,8 @@ reasons! {
     MissingClaim => "missing_claim",
     /// Any other verification failure.
     InvalidToken => "invalid_token",
+    /// A bearer token that is not an access token (an ID or logout token, another `typ`).
+    NotAnAccessToken => "not_an_access_token",
     /// A one-time token (ID token at the callback) was already used.
     TokenReplayed => "token_replayed",
     // The browser login.

@@ -15,7 +15,7 @@ use crate::oidc::bearer::BearerVerifier;
 use crate::oidc::client::RpClient;
 use crate::oidc::discovery::Discovery;
 use crate::oidc::jwks::Jwks;
-use crate::session::{Cipher, Sessions};
+use crate::session::{Cipher, Purpose, Sessions};
 use crate::{grpc, http};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -154,26 +154,44 @@ pub struct Components {
 impl Components {
     /// Builds every part over `cache`; starts discovering the provider in the background.
     pub fn build(config: &Config, cache: &Cache) -> Components {
+        if config.provider_url.starts_with("http://") && !is_loopback_url(&config.provider_url) {
+            tracing::warn!(
+                provider_url = %config.provider_url,
+                "providerURL is plain http: whoever sits on that path can serve their own keys and forge tokens"
+            );
+        }
         let http = crate::oidc::http_client();
         let discovery = Discovery::start(&config.provider_url, http.clone());
         let jwks = Arc::new(Jwks::new(discovery.clone(), http.clone()));
-        let cipher = Arc::new(Cipher::new(config));
-        let sessions = Sessions::new(cache.clone(), cipher.clone(), config.session_max_age.get());
+        let sessions = Sessions::new(
+            cache.clone(),
+            Arc::new(Cipher::new(config, Purpose::SessionRecord)),
+            config.session_max_age.get(),
+        );
         let client = Arc::new(RpClient::new(config, discovery.clone(), jwks.clone(), http));
         let bearer = BearerVerifier::new(
+            config,
             discovery.clone(),
             jwks.clone(),
-            config.expected_audience(),
             cache.clone(),
-            config.clock_skew_seconds,
+            Cipher::new(config, Purpose::VerifiedToken),
         );
         let backchannel =
             Arc::new(BackchannelLogout::new(config, discovery.clone(), jwks, cache.clone(), sessions.clone()));
-        let browser = Browser::new(config, client.clone(), cipher, sessions.clone(), cache.clone());
+        let flow_cipher = Arc::new(Cipher::new(config, Purpose::FlowCookie));
+        let browser = Browser::new(config, client.clone(), flow_cipher, sessions.clone(), cache.clone());
         let refresher = Refresher::new(client, sessions, cache.clone(), config.refresh_grace_period_seconds);
         let authorizer = Authorizer::new(config).with_bearer(bearer).with_browser(browser, refresher);
         Components { authorizer, backchannel, discovery }
     }
+}
+
+/// Whether a URL points at this machine (where plain http is a test set-up, not a risk).
+fn is_loopback_url(url: &str) -> bool {
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).is_some_and(|host| {
+        host == "localhost"
+            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 type TaskResult<E> = tokio::task::JoinHandle<Result<(), E>>;

@@ -29,6 +29,11 @@ use subtle::ConstantTimeEq;
 pub const FLOW_TTL: Duration = Duration::from_secs(600);
 /// Concurrent login flows kept per browser.
 pub const MAX_FLOW_COOKIES: usize = 4;
+/// Flow cookies looked at (opened, expired) per request, whatever the client sends.
+pub const MAX_FLOW_COOKIES_EXAMINED: usize = 8;
+/// Longest path (with query) a login returns to; a longer one returns to `/` (it would
+/// make the flow cookie larger than browsers keep).
+pub const MAX_RETURN_PATH: usize = 2048;
 /// The access-token lifetime assumed when the provider does not say.
 const DEFAULT_EXPIRES_IN: u64 = 300;
 
@@ -73,6 +78,23 @@ fn cookies(request: &AuthRequest) -> impl Iterator<Item = Cookie<'_>> {
     request.header("cookie").into_iter().flat_map(|header| Cookie::split_parse(header).filter_map(Result::ok))
 }
 
+/// Where a login that started at `path` on `host` may return: the path itself when it is a
+/// plain same-origin path a browser cannot read as another host (no `//`, `\`, control
+/// characters, tabs, spaces or non-ASCII; at most [`MAX_RETURN_PATH`] bytes; resolving it
+/// against the request's own origin keeps that origin), otherwise `/`.
+pub(crate) fn return_path(host: &str, path: &str) -> String {
+    let plain = path.len() <= MAX_RETURN_PATH
+        && path.starts_with('/')
+        && !path.starts_with("//")
+        && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    let origin = url::Url::parse(&format!("https://{host}/")).ok();
+    let same_origin = origin
+        .as_ref()
+        .and_then(|origin| origin.join(path).ok().map(|resolved| resolved.origin() == origin.origin()))
+        .unwrap_or(false);
+    if plain && same_origin { path.to_owned() } else { "/".to_owned() }
+}
+
 /// A top-level browser navigation (may be sent to the login page), as opposed to an API,
 /// XHR or gRPC request (which gets a 401).
 pub(crate) fn is_browser_navigation(request: &AuthRequest) -> bool {
@@ -100,6 +122,8 @@ pub struct Browser {
     cookie_max_age: Option<u64>,
     replay_detection: bool,
     fetch_user_info: bool,
+    /// `clockSkewSeconds`.
+    leeway: u64,
 }
 
 impl std::fmt::Debug for Browser {
@@ -133,6 +157,7 @@ impl Browser {
             cookie_max_age: (!config.cookie_max_age.is_zero()).then(|| config.cookie_max_age.get().as_secs()),
             replay_detection: !config.disable_replay_detection,
             fetch_user_info: config.fetch_user_info,
+            leeway: config.clock_skew_seconds,
         }
     }
 
@@ -214,17 +239,12 @@ impl Browser {
                 return Decision::error(Reason::IdpUnavailable);
             }
         };
-        let return_path = if request.path.starts_with('/') && !request.path.starts_with("//") {
-            request.path.clone()
-        } else {
-            "/".to_owned()
-        };
         let flow = Flow {
             state: authorization.state.clone(),
             nonce: authorization.nonce,
             verifier: authorization.pkce_verifier,
             host: request.host.clone(),
-            return_path,
+            return_path: return_path(&request.host, &request.path),
             redirect_uri,
             created_at: now(),
         };
@@ -235,6 +255,7 @@ impl Browser {
         // age comes from the sealed content).
         let mut existing: Vec<(u64, String)> = cookies(request)
             .filter(|c| c.name().starts_with(&self.flow_cookie_prefix))
+            .take(MAX_FLOW_COOKIES_EXAMINED)
             .map(|c| {
                 let created = self.cipher.open_text::<Flow>(c.value_trimmed(), c.name()).map_or(0, |f| f.created_at);
                 (created, c.name().to_owned())
@@ -295,8 +316,9 @@ impl Browser {
         };
         // One ID token creates at most one session, on any replica.
         if self.replay_detection {
+            // Kept while the token could still be accepted: until `exp` plus the leeway.
             let exp = u64_claim(&claims, "exp").unwrap_or(0);
-            let ttl = Duration::from_secs(exp.saturating_sub(now()).max(60));
+            let ttl = Duration::from_secs(exp.saturating_add(self.leeway).saturating_sub(now()).max(60));
             match self.cache.claim(Kind::Replay, &token_key(&id_token), b"1", ttl).await {
                 Ok(true) => {}
                 Ok(false) => return Decision::deny(401, Reason::TokenReplayed, "this login was already used\n"),
@@ -340,11 +362,8 @@ impl Browser {
             self.clear_cookie(&name, false),
         ];
         // Only back to the host the login started on; anything else goes to "/".
-        let location = if flow.host.eq_ignore_ascii_case(&request.host)
-            && flow.return_path.starts_with('/')
-            && !flow.return_path.starts_with("//")
-        {
-            flow.return_path
+        let location = if flow.host.eq_ignore_ascii_case(&request.host) {
+            return_path(&request.host, &flow.return_path)
         } else {
             "/".to_owned()
         };
@@ -440,6 +459,35 @@ mod tests {
         assert_eq!((path.path.as_str(), path.absolute), ("/oauth2/callback", None));
         let url = Endpoint::parse("https://auth.example/cb");
         assert_eq!((url.path.as_str(), url.absolute.as_deref()), ("/cb", Some("https://auth.example/cb")));
+    }
+
+    /// L3 and the end-to-end finding: nothing a browser could read as another host.
+    #[test]
+    fn l3_return_paths_stay_on_this_origin() {
+        for path in ["/", "/a/b?c=d&e=%2F", "/.//evil.example", "/a@evil.example"] {
+            assert_eq!(return_path("app.example", path), path);
+        }
+        for path in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\\/evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/\u{3002}evil.example",
+            "https://evil.example/",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(return_path("app.example", path), "/", "{path:?}");
+        }
+    }
+
+    /// L2: an oversized return path is not kept.
+    #[test]
+    fn l2_long_return_paths_go_to_the_root() {
+        let long = format!("/x?{}", "a".repeat(MAX_RETURN_PATH));
+        assert_eq!(return_path("app.example", &long), "/");
     }
 
     #[test]

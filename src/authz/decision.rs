@@ -24,9 +24,10 @@ impl AuthRequest {
         self.headers.get(name).map(String::as_str)
     }
 
-    /// The path without its query string.
+    /// The path without its query string: everything before the first `?`, exactly as the
+    /// proxy forwards it (a `#` stays, and makes the path ambiguous for exclusions).
     pub fn path_only(&self) -> &str {
-        self.path.split(['?', '#']).next().unwrap_or("")
+        self.path.split('?').next().unwrap_or("")
     }
 }
 

@@ -1,9 +1,22 @@
 //! `excludedURLs`: path prefixes that need no authentication.
 //!
 //! Matching is by whole path segments (`/public` matches `/public` and `/public/x`, not
-//! `/publicity`), and a path that could mean something else to the upstream than it looks
-//! (dot segments, encoded `/`, `\` or `.`) never matches: `/public/../admin` must not slip
-//! through because it starts with `/public`. A prefix ending in `/` matches only below it.
+//! `/publicity`); a prefix ending in `/` matches only below it.
+//!
+//! An exclusion is a hole in authentication, so it only applies to a path that means the
+//! same thing to every upstream: plain ASCII segments without anything a server could
+//! normalise into another path. A path that could mean something else never matches (it
+//! is then authenticated like any other), and so does a path containing:
+//! - dot segments (`/public/../admin`), in any encoding (`%2e`, `%252e`, `%u002e`);
+//! - `;` (servlet path parameters: Tomcat and Jetty read `/public/..;/admin` as `/admin`);
+//! - `#` (a fragment is never sent by a browser; a proxy forwarding one raw lets a
+//!   `path.Clean`-style upstream resolve what follows it);
+//! - encoded `/`, `\`, `.` or `%` (`%2f`, `%5c`, `%2e`, `%25`: double decoding), `%u` escapes,
+//!   any other percent escape, a raw `\`;
+//! - control bytes, spaces and non-ASCII (look-alikes that NFKC-normalising upstreams fold).
+//!
+//! The check is on the path exactly as the proxy forwards it (the query string after the
+//! first `?` excluded), never on a decoded form.
 
 #[derive(Debug, Clone, Default)]
 pub struct ExcludedPaths {
@@ -17,7 +30,7 @@ impl ExcludedPaths {
 
     /// Whether `path` (without query string) is under one of the prefixes.
     pub fn matches(&self, path: &str) -> bool {
-        if self.prefixes.is_empty() || is_ambiguous(path) {
+        if self.prefixes.is_empty() || !is_plain(path) {
             return false;
         }
         self.prefixes.iter().any(|prefix| match path.strip_prefix(prefix.as_str()) {
@@ -27,16 +40,12 @@ impl ExcludedPaths {
     }
 }
 
-/// Paths an upstream might normalise into something else.
-fn is_ambiguous(path: &str) -> bool {
-    if !path.starts_with('/') || path.contains('\\') {
-        return true;
-    }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%2e") || lower.contains("%00") {
-        return true;
-    }
-    path.split('/').any(|segment| segment == "." || segment == "..")
+/// A path every upstream reads the same way: origin-form, printable ASCII without escapes,
+/// parameters, fragments or backslashes, and no dot segments.
+pub fn is_plain(path: &str) -> bool {
+    path.starts_with('/')
+        && path.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b';' | b'#' | b'\\'))
+        && path.split('/').all(|segment| segment != "." && segment != "..")
 }
 
 #[cfg(test)]
@@ -75,6 +84,32 @@ mod tests {
         assert!(!e.matches("/public%2F..%2Fadmin"));
         assert!(!e.matches("/public\\..\\admin"));
         assert!(!e.matches("public"));
+    }
+
+    /// H2: parser differentials between authgate and the upstream.
+    #[test]
+    fn h2_path_parameters_fragments_and_double_encoding_never_match() {
+        let e = excluded(&["/public"]);
+        for path in [
+            "/public/..;/admin",
+            "/public/..;jsessionid=x/admin",
+            "/public;x/../admin",
+            "/public#/../admin",
+            "/public/%252e%252e/admin",
+            "/public/%25%32%65%25%32%65/admin",
+            "/public/%u002e%u002e/admin",
+            "/public/%2E%2E/admin",
+            "/public/%5c../admin",
+            "/public/\u{ff0e}\u{ff0e}/admin",
+            "/public/\u{2024}\u{2024}/admin",
+            "/public/x\0/admin",
+            "/public/x\t/admin",
+            "/public/x y",
+            "/public/\u{7f}",
+        ] {
+            assert!(!e.matches(path), "{path:?} must not be excluded");
+        }
+        assert!(e.matches("/public/a-b_c~d.e/f!g$h&i'j(k)l*m+n,o=p:q@r"), "plain punctuation is fine");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Token refresh near expiry, once across all replicas.
 //!
-//! Single flight inside this replica (striped mutexes, so the table needs no cleanup), a
-//! Redis lock with a lease renewed while the refresh runs across replicas, and after any
-//! wait the session is read again instead of refreshed again, so a rotating refresh token
-//! is redeemed exactly once.
+//! Single flight per session inside this replica (a lock per session being refreshed, so
+//! one session's slow refresh never holds up another's), a Redis lock with a lease renewed
+//! while the refresh runs across replicas, and after any wait the session is read again
+//! instead of refreshed again, so a rotating refresh token is redeemed exactly once.
 
 use crate::cache::{Cache, Kind, token_key};
 use crate::claims::str_claim;
@@ -13,6 +13,7 @@ use crate::oidc::client::{ExpectedNonce, RpClient, TokenError};
 use crate::reason::Reason;
 use crate::retry::Backoff;
 use crate::session::{SessionRecord, Sessions, random_token};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +23,6 @@ pub const REFRESH_LEASE: Duration = Duration::from_secs(10);
 pub const REFRESH_WAIT: Duration = Duration::from_secs(15);
 /// How often a waiting replica looks whether the lock holder has finished.
 const LOCK_POLL: Duration = Duration::from_millis(50);
-/// Local single-flight stripes.
-const STRIPES: usize = 64;
 /// The access-token lifetime assumed when the provider does not say.
 const DEFAULT_EXPIRES_IN: u64 = 300;
 
@@ -32,7 +31,44 @@ pub struct Refresher {
     sessions: Sessions,
     cache: Cache,
     grace_seconds: u64,
-    stripes: Vec<tokio::sync::Mutex<()>>,
+    in_flight: InFlight,
+}
+
+/// One lock per session whose refresh is under way; an entry lives only while someone
+/// holds or waits for it.
+#[derive(Default)]
+struct InFlight(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+/// Holds a session's refresh lock; the entry goes when the last user lets go.
+struct Flight {
+    map: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    key: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl InFlight {
+    async fn lock(&self, key: &str) -> Flight {
+        let lock = self.0.lock().expect("in-flight lock").entry(key.to_owned()).or_default().clone();
+        let guard = lock.clone().lock_owned().await;
+        Flight { map: self.0.clone(), key: key.to_owned(), lock, guard: Some(guard) }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().expect("in-flight lock").len()
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.map.lock().expect("in-flight lock");
+        // Ours and the map's: nobody else holds or waits for this session.
+        if Arc::strong_count(&self.lock) == 2 {
+            map.remove(&self.key);
+        }
+    }
 }
 
 impl std::fmt::Debug for Refresher {
@@ -41,22 +77,10 @@ impl std::fmt::Debug for Refresher {
     }
 }
 
-/// The stripe of a session: from the hash's bytes, so every stripe is used.
-fn stripe_of(key: &str, stripes: usize) -> usize {
-    let prefix = key.get(..16).and_then(|hex| u64::from_str_radix(hex, 16).ok()).unwrap_or(0);
-    usize::try_from(prefix % stripes as u64).unwrap_or(0)
-}
-
 impl Refresher {
     /// `grace_seconds`: `refreshGracePeriodSeconds`.
     pub fn new(client: Arc<RpClient>, sessions: Sessions, cache: Cache, grace_seconds: u64) -> Self {
-        Refresher {
-            client,
-            sessions,
-            cache,
-            grace_seconds,
-            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-        }
+        Refresher { client, sessions, cache, grace_seconds, in_flight: InFlight::default() }
     }
 
     /// Whether a session's tokens are within `refreshGracePeriodSeconds` of expiring.
@@ -71,7 +95,7 @@ impl Refresher {
     /// `Err`: the refresh could not be done now (provider or cache down).
     pub(crate) async fn refresh(&self, id: &str, seen: SessionRecord) -> Result<Option<SessionRecord>, Reason> {
         let key = token_key(id);
-        let _local = self.stripes[stripe_of(&key, self.stripes.len())].lock().await;
+        let _flight = self.in_flight.lock(&key).await;
         let changed =
             |record: &SessionRecord| record.refresh_token != seen.refresh_token || !self.needs_refresh(record);
 
@@ -170,10 +194,19 @@ impl Refresher {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sessions_spread_over_every_stripe() {
-        let used: std::collections::HashSet<usize> =
-            (0..2000).map(|i| stripe_of(&token_key(&i.to_string()), STRIPES)).collect();
-        assert_eq!(used.len(), STRIPES, "hex keys must not confine sessions to 16 stripes");
+    /// L4: one session's refresh never holds up another's, and nothing is left behind.
+    #[tokio::test]
+    async fn l4_sessions_do_not_share_a_refresh_lock() {
+        let in_flight = InFlight::default();
+        let a = in_flight.lock("session-a").await;
+        // Another session proceeds at once while a's refresh is under way.
+        let b = tokio::time::timeout(Duration::from_millis(100), in_flight.lock("session-b")).await;
+        assert!(b.is_ok(), "session b waited for session a");
+        drop(b);
+        // The same session waits.
+        let again = tokio::time::timeout(Duration::from_millis(50), in_flight.lock("session-a")).await;
+        assert!(again.is_err(), "a second refresh of the same session must wait");
+        drop(a);
+        assert_eq!(in_flight.len(), 0, "finished flights leave no entries");
     }
 }

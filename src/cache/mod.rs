@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`memory`]: bounded in-process store (moka); the default mode and every fallback.
+//! - [`markers`]: in-process store that never evicts, for revocation markers in memory mode.
 //! - [`redis`]: Redis (single node, TLS, Cluster, Sentinel) over a bb8 pool of multiplexed
 //!   connections; the only module that knows the client and pool types.
 //! - [`hybrid`]: a memory L1 in front of the Redis store, invalidated across replicas by
@@ -20,6 +21,7 @@
 
 pub mod breaker;
 pub mod hybrid;
+pub mod markers;
 pub mod memory;
 pub mod redis;
 pub mod system;

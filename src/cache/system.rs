@@ -2,6 +2,7 @@
 
 use super::breaker::{BreakerStore, CircuitBreaker, CircuitState};
 use super::hybrid::HybridStore;
+use super::markers::MarkerStore;
 use super::memory::MemoryStore;
 use super::redis::PoolFigures;
 use super::redis::RedisStore;
@@ -86,8 +87,10 @@ impl CacheSystem {
                     "redis.enabled is false: using the memory cache"
                 );
             }
+            let store: Arc<dyn Store> = Arc::new(memory.clone());
+            let markers = Arc::new(MarkerStore::new(usize::try_from(config.memory_cache_size).unwrap_or(usize::MAX)));
             return Ok(CacheSystem {
-                cache: Cache::new(Arc::new(memory.clone())),
+                cache: Cache::routed(store.clone(), store, markers),
                 mode,
                 memory,
                 redis: None,
@@ -114,12 +117,14 @@ impl CacheSystem {
         ));
         breaker.set_memory_fallback(redis_config.memory_fallback);
         let fallback = redis_config.memory_fallback.then(|| memory.clone());
-        let guarded = Arc::new(BreakerStore::new(primary, fallback, breaker.clone()));
+        let guarded = Arc::new(BreakerStore::new(primary.clone(), fallback, breaker.clone()));
+        // Deletes and revocation markers: Redis or an error, never one replica's memory.
+        let shared: Arc<dyn Store> = Arc::new(BreakerStore::new(primary, None, breaker.clone()));
         guarded.spawn_health_checks(redis_config.circuit_breaker_timeout.get().min(HEALTH_INTERVAL));
         log_initialization(Arc::downgrade(&redis), mode, redis_config.address.clone());
 
         Ok(CacheSystem {
-            cache: Cache::new(guarded),
+            cache: Cache::routed(guarded, shared.clone(), shared),
             mode,
             memory,
             redis: Some(redis),

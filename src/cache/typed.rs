@@ -69,6 +69,7 @@ pub struct CacheStats {
     requests: [AtomicU64; KINDS],
     memory_hits: [AtomicU64; KINDS],
     redis_hits: [AtomicU64; KINDS],
+    rejected: [AtomicU64; KINDS],
 }
 
 impl CacheStats {
@@ -85,6 +86,11 @@ impl CacheStats {
         self.requests[kind.index()].load(Ordering::Relaxed)
     }
 
+    /// Values of `kind` rejected by their seal (see [`Cache::record_rejected`]).
+    pub fn rejected(&self, kind: Kind) -> u64 {
+        self.rejected[kind.index()].load(Ordering::Relaxed)
+    }
+
     pub fn hits(&self, kind: Kind, tier: Tier) -> u64 {
         match tier {
             Tier::Memory => self.memory_hits[kind.index()].load(Ordering::Relaxed),
@@ -93,10 +99,20 @@ impl CacheStats {
     }
 }
 
-/// Typed access to the configured store.
+/// Typed access to the configured stores.
+///
+/// Revocation never fails open, so operations are routed by what losing them would cost:
+/// - replay claims and logout markers ([`Kind::is_revocation`]) go to `revocations`: the
+///   shared store with no memory fallback (an error when Redis cannot take them), or in
+///   memory mode a store that never evicts them;
+/// - every delete goes to `shared` (a session deleted only from one replica's fallback
+///   would live on in Redis);
+/// - everything else goes to `general`, which may fall back to memory while Redis is down.
 #[derive(Clone)]
 pub struct Cache {
-    store: Arc<dyn Store>,
+    general: Arc<dyn Store>,
+    shared: Arc<dyn Store>,
+    revocations: Arc<dyn Store>,
     stats: Arc<CacheStats>,
 }
 
@@ -114,9 +130,32 @@ fn key(kind: Kind, id: &str) -> String {
     format!("{}:{id}", kind.as_str())
 }
 
+impl Kind {
+    /// Whether losing this kind's entries would undo a revocation (see [`Cache`]).
+    pub fn is_revocation(self) -> bool {
+        matches!(self, Kind::Replay | Kind::Logout)
+    }
+}
+
 impl Cache {
+    /// Everything in one store (tests, benchmarks).
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Cache { store, stats: Arc::new(CacheStats::default()) }
+        Cache::routed(store.clone(), store.clone(), store)
+    }
+
+    /// Routed as the type's documentation says.
+    pub fn routed(general: Arc<dyn Store>, shared: Arc<dyn Store>, revocations: Arc<dyn Store>) -> Self {
+        Cache { general, shared, revocations, stats: Arc::new(CacheStats::default()) }
+    }
+
+    fn store(&self, kind: Kind) -> &dyn Store {
+        if kind.is_revocation() { &*self.revocations } else { &*self.general }
+    }
+
+    /// Counts a value that was read back but failed its seal or MAC (written by someone
+    /// else, or copied from another key); the caller treats it as absent.
+    pub fn record_rejected(&self, kind: Kind) {
+        self.stats.rejected[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> &Arc<CacheStats> {
@@ -130,7 +169,7 @@ impl Cache {
             kind = kind.as_str(),
             hit = tracing::field::Empty
         );
-        let found = self.store.fetch(&key(kind, id)).instrument(span.clone()).await?;
+        let found = self.store(kind).fetch(&key(kind, id)).instrument(span.clone()).await?;
         span.record("hit", found.as_ref().map_or("miss", |(_, tier)| tier.as_str()));
         self.stats.record(kind, found.as_ref().map(|(_, tier)| *tier));
         Ok(found.map(|(bytes, _)| bytes))
@@ -155,7 +194,7 @@ impl Cache {
         value: &T,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        self.store.set(&key(kind, id), &value::encode_json(kind, value)?, ttl).instrument(set_span(kind)).await
+        self.store(kind).set(&key(kind, id), &value::encode_json(kind, value)?, ttl).instrument(set_span(kind)).await
     }
 
     /// Raw bytes of `kind` (e.g. an encrypted record); unreadable envelopes read as absent.
@@ -171,29 +210,32 @@ impl Cache {
     }
 
     pub async fn set_raw(&self, kind: Kind, id: &str, payload: &[u8], ttl: Duration) -> Result<(), CacheError> {
-        self.store.set(&key(kind, id), &value::encode_raw(kind, payload), ttl).instrument(set_span(kind)).await
+        self.store(kind).set(&key(kind, id), &value::encode_raw(kind, payload), ttl).instrument(set_span(kind)).await
     }
 
     /// Claims `id` for `ttl` if nobody has: `true` for exactly one caller across replicas
     /// sharing Redis (replay detection, locks).
     pub async fn claim(&self, kind: Kind, id: &str, owner: &[u8], ttl: Duration) -> Result<bool, CacheError> {
         let span = tracing::info_span!("cache", otel.name = "authgate.cache.claim", kind = kind.as_str());
-        self.store.set_if_absent(&key(kind, id), &value::encode_raw(kind, owner), ttl).instrument(span).await
+        self.store(kind).set_if_absent(&key(kind, id), &value::encode_raw(kind, owner), ttl).instrument(span).await
     }
 
     /// Releases a claim only if `owner` still holds it.
     pub async fn release(&self, kind: Kind, id: &str, owner: &[u8]) -> Result<bool, CacheError> {
-        self.store.compare_and_delete(&key(kind, id), &value::encode_raw(kind, owner)).await
+        self.store(kind).compare_and_delete(&key(kind, id), &value::encode_raw(kind, owner)).await
     }
 
     /// Extends a claim only if `owner` still holds it.
     pub async fn renew(&self, kind: Kind, id: &str, owner: &[u8], ttl: Duration) -> Result<bool, CacheError> {
-        self.store.compare_and_expire(&key(kind, id), &value::encode_raw(kind, owner), ttl).await
+        self.store(kind).compare_and_expire(&key(kind, id), &value::encode_raw(kind, owner), ttl).await
     }
 
+    /// Deletes on the shared store, or fails: a delete is never "done" in one replica's
+    /// memory only.
     pub async fn delete(&self, kind: Kind, id: &str) -> Result<bool, CacheError> {
         let span = tracing::info_span!("cache", otel.name = "authgate.cache.delete", kind = kind.as_str());
-        self.store.delete(&key(kind, id)).instrument(span).await
+        let store = if kind.is_revocation() { &*self.revocations } else { &*self.shared };
+        store.delete(&key(kind, id)).instrument(span).await
     }
 }
 

@@ -60,15 +60,16 @@ pub struct Config {
     /// Path prefixes (segment-aware) that are allowed without authentication. Default none.
     #[serde(rename = "excludedURLs")]
     pub excluded_urls: Vec<String>,
-    /// Users (matched case-insensitively against `userIdentifierClaim`) allowed in; empty
-    /// means no user restriction. Default none.
+    /// Users allowed in, matched ASCII-case-insensitively against `userIdentifierClaim` or
+    /// the verified `email`; empty means no user restriction. Default none.
     #[serde(rename = "allowedUsers")]
     pub allowed_users: Vec<String>,
-    /// E-mail domains allowed in (case-insensitive). Default none.
+    /// Domains of verified e-mails allowed in (ASCII-case-insensitive). Default none.
     #[serde(rename = "allowedUserDomains")]
     pub allowed_user_domains: Vec<String>,
-    /// Let `allowedUserDomains` match an e-mail the provider has not verified
-    /// (`email_verified` not true). Default false.
+    /// Trust an `email` the provider has not verified (`email_verified` not true) as an
+    /// identity, in `X-Auth-Request-Email`, `allowedUsers` and `allowedUserDomains`. Unsafe
+    /// with providers where users choose or change their address unverified. Default false.
     #[serde(rename = "allowUnverifiedEmail")]
     pub allow_unverified_email: bool,
     /// Roles or groups of which the user needs at least one. Default none.
@@ -80,11 +81,24 @@ pub struct Config {
     /// Claim (dotted path allowed) holding groups. Default `groups`.
     #[serde(rename = "groupClaimName")]
     pub group_claim_name: String,
-    /// Claim that identifies the user in `X-Forwarded-User` and `allowedUsers`. Default `email`.
+    /// Claim that identifies the user in `X-Forwarded-User` and `allowedUsers`; a token
+    /// without it (or with it empty) names nobody, there is no fallback. With `email` (the
+    /// traefikoidc default) the address must be verified (`allowUnverifiedEmail`); `sub` is
+    /// the provider's stable identifier and the safer choice where upstreams map identities
+    /// to accounts. Default `email`.
     #[serde(rename = "userIdentifierClaim")]
     pub user_identifier_claim: String,
     /// Extra headers for the upstream, each a name and a template over the claims. Default none.
     pub headers: Vec<HeaderTemplate>,
+    /// More request headers removed before the upstream sees the request (on top of the
+    /// identity headers authgate sets and the `headers` names), because some upstream
+    /// might trust them. Default: the identity headers other proxies use
+    /// (`X-Forwarded-Email`, `X-Forwarded-Groups`, `X-Forwarded-Preferred-Username`,
+    /// `X-Forwarded-Access-Token`, `X-Auth-Request-Groups`,
+    /// `X-Auth-Request-Preferred-Username`, `X-Auth-Request-Access-Token`, `Remote-User`,
+    /// `X-Remote-User`, `X-Remote-Email`, `X-Remote-Groups`).
+    #[serde(rename = "stripHeaders")]
+    pub strip_headers: Vec<String>,
     /// Prefix of the cookies authgate sets. Default `_authgate_`.
     #[serde(rename = "cookiePrefix")]
     pub cookie_prefix: String,
@@ -103,8 +117,19 @@ pub struct Config {
     /// Use PKCE (S256) in the authorization code flow. Default true.
     #[serde(rename = "enablePKCE")]
     pub enable_pkce: bool,
-    /// Expected `aud` of bearer tokens; empty means the `clientID`. Default empty.
+    /// Expected `aud` of bearer tokens; empty means the `clientID`. Give APIs an audience
+    /// of their own: with the default, every token issued *to* authgate's client (ID
+    /// tokens included) is also an audience match. Default empty.
     pub audience: String,
+    /// JOSE `typ` header values a bearer token may carry (case-insensitive; `application/`
+    /// ignored), e.g. `[at+jwt]` for RFC 9068 access tokens. Empty accepts any `typ` except
+    /// those naming another kind of token (`logout+jwt`, `id_token+jwt`, …). Default empty.
+    #[serde(rename = "bearerTokenTypes")]
+    pub bearer_token_types: Vec<String>,
+    /// Accept bearer tokens carrying a `nonce` claim (for providers that put one in access
+    /// tokens). By default such a token is taken for an ID token and refused. Default false.
+    #[serde(rename = "bearerAllowNonce")]
+    pub bearer_allow_nonce: bool,
     /// Refresh tokens this many seconds before they expire. Default 60.
     #[serde(rename = "refreshGracePeriodSeconds")]
     pub refresh_grace_period_seconds: u64,
@@ -175,6 +200,21 @@ impl Default for Config {
             group_claim_name: "groups".into(),
             user_identifier_claim: "email".into(),
             headers: Vec::new(),
+            strip_headers: [
+                "X-Forwarded-Email",
+                "X-Forwarded-Groups",
+                "X-Forwarded-Preferred-Username",
+                "X-Forwarded-Access-Token",
+                "X-Auth-Request-Groups",
+                "X-Auth-Request-Preferred-Username",
+                "X-Auth-Request-Access-Token",
+                "Remote-User",
+                "X-Remote-User",
+                "X-Remote-Email",
+                "X-Remote-Groups",
+            ]
+            .map(String::from)
+            .to_vec(),
             cookie_prefix: "_authgate_".into(),
             cookie_domain: String::new(),
             cookie_max_age: Seconds::from_secs(86_400),
@@ -182,6 +222,8 @@ impl Default for Config {
             force_https: true,
             enable_pkce: true,
             audience: String::new(),
+            bearer_token_types: Vec::new(),
+            bearer_allow_nonce: false,
             refresh_grace_period_seconds: 60,
             fetch_user_info: false,
             clock_skew_seconds: 30,

@@ -32,7 +32,7 @@ impl Config {
             );
         }
 
-        // Session encryption: required, never defaulted, long enough.
+        // Session encryption: required, never defaulted, long enough, not obviously guessable.
         let key = self.session_encryption_key.expose();
         if key.is_empty() {
             p.add("sessionEncryptionKey", format!("required: a secret of at least {MIN_SESSION_KEY_LEN} characters"));
@@ -40,6 +40,15 @@ impl Config {
             p.add(
                 "sessionEncryptionKey",
                 format!("too short: {} characters, at least {MIN_SESSION_KEY_LEN} needed", key.len()),
+            );
+        } else if estimated_entropy_bits(key) < MIN_SESSION_KEY_BITS {
+            p.add(
+                "sessionEncryptionKey",
+                format!(
+                    "not random enough (about {:.0} bits by its characters, at least {MIN_SESSION_KEY_BITS} needed): \
+                     use 32 random bytes, e.g. `openssl rand -base64 32`",
+                    estimated_entropy_bits(key)
+                ),
             );
         }
         for (i, old) in self.previous_session_encryption_keys.iter().enumerate() {
@@ -315,6 +324,23 @@ fn is_host_port(value: &str) -> bool {
     !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
 }
 
+/// The least a session key must carry by [`estimated_entropy_bits`]: an offline guess at
+/// it from a flow cookie anyone can obtain must stay out of reach.
+pub const MIN_SESSION_KEY_BITS: f64 = 96.0;
+
+/// An upper estimate of a secret's entropy from its characters alone: length times the
+/// Shannon entropy of their distribution. It cannot prove a key random; it catches keys
+/// that are certainly not (`aaaa…`, `abababab…`, a short word repeated).
+pub fn estimated_entropy_bits(secret: &str) -> f64 {
+    let mut counts = std::collections::HashMap::new();
+    for byte in secret.bytes() {
+        *counts.entry(byte).or_insert(0u32) += 1;
+    }
+    let len = secret.len() as f64;
+    let per_char: f64 = counts.values().map(|&n| f64::from(n) / len).map(|p| -p * p.log2()).sum();
+    per_char * len
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +371,16 @@ mod tests {
         assert!(path_or_url("//evil.example").is_err());
         assert!(path_or_url("oauth2/callback").is_err());
         assert!(path_or_url("javascript:alert(1)").is_err());
+    }
+
+    /// L8: a key that is certainly not random is refused.
+    #[test]
+    fn l8_low_entropy_session_keys_are_refused() {
+        for weak in ["a".repeat(40), "ab".repeat(20), "abc1".repeat(10)] {
+            assert!(estimated_entropy_bits(&weak) < MIN_SESSION_KEY_BITS, "{weak}");
+        }
+        for fine in ["0123456789abcdef0123456789abcdef", "q3Zr9Lk2Vx8WmT4nB7cP1sD6fG0hJ5yA"] {
+            assert!(estimated_entropy_bits(fine) >= MIN_SESSION_KEY_BITS, "{fine}");
+        }
     }
 }

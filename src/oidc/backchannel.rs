@@ -84,8 +84,9 @@ impl BackchannelLogout {
         }
         // Accepted once across all replicas.
         if self.replay_detection {
+            // Kept while the token could still be accepted: until `exp` plus the leeway.
             let exp = u64_claim(&claims, "exp").unwrap_or(0);
-            let ttl = Duration::from_secs(exp.saturating_sub(now()).max(300));
+            let ttl = Duration::from_secs(exp.saturating_add(self.leeway).saturating_sub(now()).max(300));
             match self.cache.claim(Kind::Replay, &format!("logout:{}", token_key(jti)), b"1", ttl).await {
                 Ok(true) => {}
                 Ok(false) => return Err(Refusal::Invalid(Reason::LogoutTokenReplayed)),

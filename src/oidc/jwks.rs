@@ -7,6 +7,7 @@ use super::discovery::Discovery;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
 use openidconnect::core::CoreJsonWebKeySet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -57,8 +58,10 @@ pub struct Jwks {
     discovery: Arc<Discovery>,
     http: reqwest::Client,
     keys: RwLock<Option<(Arc<KeySet>, Instant)>>,
-    /// Serializes fetches; holds when the last one was tried.
-    fetching: tokio::sync::Mutex<Option<Instant>>,
+    /// Serializes fetches; holds when the last one was tried and whether it failed.
+    fetching: tokio::sync::Mutex<Option<(Instant, Option<OidcError>)>>,
+    /// A background refresh of stale keys is under way.
+    refreshing: AtomicBool,
 }
 
 impl std::fmt::Debug for Jwks {
@@ -74,25 +77,39 @@ pub enum KeyLookup {
     Found(Arc<KeySet>),
     /// The provider has no such key (the token is not the provider's).
     Unknown,
-    /// The keys could not be fetched.
+    /// The keys could not be fetched (so whether the key exists is not known).
     Unavailable(OidcError),
 }
 
 impl Jwks {
     pub fn new(discovery: Arc<Discovery>, http: reqwest::Client) -> Self {
-        Jwks { discovery, http, keys: RwLock::new(None), fetching: tokio::sync::Mutex::new(None) }
+        Jwks {
+            discovery,
+            http,
+            keys: RwLock::new(None),
+            fetching: tokio::sync::Mutex::new(None),
+            refreshing: AtomicBool::new(false),
+        }
     }
 
-    /// The key set, provided it holds the key a token names (refetched when it does not).
-    pub async fn key(&self, kid: Option<&str>) -> KeyLookup {
+    /// The key set, provided it holds the key a token names.
+    ///
+    /// A known `kid` is served from the cached set whatever its age (stale-if-error: a
+    /// provider outage must not turn valid tokens into "invalid token"), without waiting for
+    /// anything; keys older than [`MAX_AGE`] are refreshed in the background. An unknown
+    /// `kid` refetches, at most once per [`REFETCH_INTERVAL`]; when that fetch failed the
+    /// answer is `Unavailable`, never `Unknown`.
+    pub async fn key(self: &Arc<Self>, kid: Option<&str>) -> KeyLookup {
         let cached = self.keys.read().expect("jwks lock").clone();
         if let Some((set, fetched)) = &cached
-            && fetched.elapsed() < MAX_AGE
             && set.has(kid)
         {
+            if fetched.elapsed() >= MAX_AGE {
+                self.refresh_in_background();
+            }
             return KeyLookup::Found(set.clone());
         }
-        let mut last_try = self.fetching.lock().await;
+        let mut last = self.fetching.lock().await;
         // Someone else may have fetched while we waited.
         if let Some((set, fetched)) = self.keys.read().expect("jwks lock").clone()
             && cached.as_ref().is_none_or(|(_, before)| fetched > *before)
@@ -100,21 +117,47 @@ impl Jwks {
         {
             return KeyLookup::Found(set);
         }
-        if let Some(tried) = *last_try
+        if let Some((tried, outcome)) = &*last
             && tried.elapsed() < REFETCH_INTERVAL
-            && cached.is_some()
         {
-            return KeyLookup::Unknown;
+            return match outcome {
+                Some(error) => KeyLookup::Unavailable(error.clone()),
+                None => KeyLookup::Unknown,
+            };
         }
-        *last_try = Some(Instant::now());
-        match self.fetch().await {
-            Ok(set) => {
-                let set = Arc::new(set);
-                *self.keys.write().expect("jwks lock") = Some((set.clone(), Instant::now()));
-                if set.has(kid) { KeyLookup::Found(set) } else { KeyLookup::Unknown }
-            }
+        let result = self.fetch_and_store().await;
+        *last = Some((Instant::now(), result.as_ref().err().cloned()));
+        match result {
+            Ok(set) if set.has(kid) => KeyLookup::Found(set),
+            Ok(_) => KeyLookup::Unknown,
             Err(error) => KeyLookup::Unavailable(error),
         }
+    }
+
+    /// Refreshes stale keys without making anyone wait; a failure keeps the old keys.
+    fn refresh_in_background(self: &Arc<Self>) {
+        if self.refreshing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let jwks = self.clone();
+        tokio::spawn(async move {
+            let mut last = jwks.fetching.lock().await;
+            let stale = jwks.keys.read().expect("jwks lock").as_ref().is_none_or(|(_, at)| at.elapsed() >= MAX_AGE);
+            if stale {
+                let result = jwks.fetch_and_store().await;
+                if let Err(error) = &result {
+                    tracing::warn!(%error, "refreshing the provider's keys failed; the cached keys stay in use");
+                }
+                *last = Some((Instant::now(), result.err()));
+            }
+            jwks.refreshing.store(false, Ordering::SeqCst);
+        });
+    }
+
+    async fn fetch_and_store(&self) -> Result<Arc<KeySet>, OidcError> {
+        let set = Arc::new(self.fetch().await?);
+        *self.keys.write().expect("jwks lock") = Some((set.clone(), Instant::now()));
+        Ok(set)
     }
 
     async fn fetch(&self) -> Result<KeySet, OidcError> {

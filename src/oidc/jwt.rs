@@ -13,6 +13,7 @@ use crate::claims::Claims;
 use crate::reason::Reason;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
+use std::sync::Arc;
 
 /// The signature algorithms authgate accepts, for every token kind.
 pub const ALLOWED: [Algorithm; 9] = [
@@ -51,7 +52,13 @@ pub(crate) fn allowed_header(token: &str) -> Result<(Algorithm, Option<String>),
 
 /// Verifies a JWT issued by the provider: allowed algorithm, key from the JWKS, signature,
 /// `iss`, `aud` contains `audience`, `exp`/`nbf` with `leeway` seconds.
-pub async fn verify_signed(discovery: &Discovery, jwks: &Jwks, audience: &str, token: &str, leeway: u64) -> Verdict {
+pub async fn verify_signed(
+    discovery: &Discovery,
+    jwks: &Arc<Jwks>,
+    audience: &str,
+    token: &str,
+    leeway: u64,
+) -> Verdict {
     if !well_formed(token) {
         return Verdict::Invalid(Reason::MalformedToken);
     }

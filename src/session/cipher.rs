@@ -1,7 +1,12 @@
-//! The AES-256-GCM cipher session records and login-flow cookies are sealed with.
+//! The AES-256-GCM ciphers that seal what authgate must be able to trust again later:
+//! session records, login-flow cookies, verified-token entries in the cache.
 //!
-//! The key is derived (HKDF-SHA256) from `sessionEncryptionKey`; `previousSessionEncryptionKeys`
-//! still open what older keys sealed, so keys can be rotated without logging everyone out.
+//! Each [`Purpose`] has its own key, derived (HKDF-SHA256, its own `info`) from
+//! `sessionEncryptionKey`, so a value sealed for one purpose never opens as another: an
+//! attacker can make authgate seal as many flow cookies as they like (one per login they
+//! start, with plaintext they partly know), and none of that touches the key of the
+//! session records. `previousSessionEncryptionKeys` still open what older keys sealed, so
+//! keys can be rotated without logging everyone out.
 
 use crate::config::Config;
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload, rand_core::RngCore};
@@ -20,7 +25,30 @@ pub fn random_token(bytes: usize) -> String {
     B64.encode(buf)
 }
 
-/// AES-256-GCM with the current key and any previous ones.
+/// What a cipher seals; each purpose has a key of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Session records in the cache.
+    SessionRecord,
+    /// Login-flow cookies (state, nonce, PKCE verifier, return path).
+    FlowCookie,
+    /// Verified bearer-token entries in the cache.
+    VerifiedToken,
+}
+
+impl Purpose {
+    /// HKDF salt and info. Session records keep the derivation they were first sealed
+    /// with, so an upgrade does not log anyone out.
+    fn derivation(self) -> (&'static [u8], &'static [u8]) {
+        match self {
+            Purpose::SessionRecord => (b"authgate session key v1", b"aes-256-gcm"),
+            Purpose::FlowCookie => (b"authgate key v2", b"flow-cookie aes-256-gcm v1"),
+            Purpose::VerifiedToken => (b"authgate key v2", b"verified-token aes-256-gcm v1"),
+        }
+    }
+}
+
+/// AES-256-GCM with the current key and any previous ones, for one purpose.
 pub struct Cipher {
     keys: Vec<Aes256Gcm>,
 }
@@ -31,17 +59,18 @@ impl std::fmt::Debug for Cipher {
     }
 }
 
-fn derive(secret: &str) -> Aes256Gcm {
-    let hkdf = hkdf::Hkdf::<Sha256>::new(Some(b"authgate session key v1"), secret.as_bytes());
+fn derive(secret: &str, purpose: Purpose) -> Aes256Gcm {
+    let (salt, info) = purpose.derivation();
+    let hkdf = hkdf::Hkdf::<Sha256>::new(Some(salt), secret.as_bytes());
     let mut key = [0u8; 32];
-    hkdf.expand(b"aes-256-gcm", &mut key).expect("32 bytes is a valid HKDF-SHA256 length");
+    hkdf.expand(info, &mut key).expect("32 bytes is a valid HKDF-SHA256 length");
     Aes256Gcm::new(&key.into())
 }
 
 impl Cipher {
-    pub fn new(config: &Config) -> Self {
-        let mut keys = vec![derive(config.session_encryption_key.expose())];
-        keys.extend(config.previous_session_encryption_keys.iter().map(|k| derive(k.expose())));
+    pub fn new(config: &Config, purpose: Purpose) -> Self {
+        let mut keys = vec![derive(config.session_encryption_key.expose(), purpose)];
+        keys.extend(config.previous_session_encryption_keys.iter().map(|k| derive(k.expose(), purpose)));
         Cipher { keys }
     }
 
@@ -93,17 +122,20 @@ mod tests {
 
     #[test]
     fn seals_and_opens_with_rotation() {
-        let old = Cipher::new(&config("old-key-old-key-old-key-old-key-1", &[]));
+        let old = Cipher::new(&config("old-key-old-key-old-key-old-key-1", &[]), Purpose::SessionRecord);
         let sealed = old.seal(b"record", b"aad");
-        let rotated = Cipher::new(&config("new-key-new-key-new-key-new-key-2", &["old-key-old-key-old-key-old-key-1"]));
+        let rotated = Cipher::new(
+            &config("new-key-new-key-new-key-new-key-2", &["old-key-old-key-old-key-old-key-1"]),
+            Purpose::SessionRecord,
+        );
         assert_eq!(rotated.open(&sealed, b"aad").unwrap(), b"record");
-        let forgotten = Cipher::new(&config("new-key-new-key-new-key-new-key-2", &[]));
+        let forgotten = Cipher::new(&config("new-key-new-key-new-key-new-key-2", &[]), Purpose::SessionRecord);
         assert!(forgotten.open(&sealed, b"aad").is_none());
     }
 
     #[test]
     fn refuses_tampering_truncation_and_other_aad() {
-        let cipher = Cipher::new(&config("a-key-a-key-a-key-a-key-a-key-a-k", &[]));
+        let cipher = Cipher::new(&config("a-key-a-key-a-key-a-key-a-key-a-k", &[]), Purpose::SessionRecord);
         let mut sealed = cipher.seal(b"record", b"aad");
         assert!(cipher.open(&sealed, b"other").is_none());
         assert!(cipher.open(&sealed[..10], b"aad").is_none());
@@ -111,5 +143,17 @@ mod tests {
         sealed[last] ^= 1;
         assert!(cipher.open(&sealed, b"aad").is_none());
         assert!(cipher.open_text::<String>("%%%not base64%%%", "x").is_none());
+    }
+
+    /// L8: what is sealed for one purpose never opens as another.
+    #[test]
+    fn l8_purposes_have_keys_of_their_own() {
+        let config = config("one-key-for-all-one-key-for-all-1", &[]);
+        let flow = Cipher::new(&config, Purpose::FlowCookie);
+        let sealed = flow.seal(b"{}", b"aad");
+        assert!(flow.open(&sealed, b"aad").is_some());
+        for other in [Purpose::SessionRecord, Purpose::VerifiedToken] {
+            assert!(Cipher::new(&config, other).open(&sealed, b"aad").is_none(), "{other:?}");
+        }
     }
 }

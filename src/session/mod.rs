@@ -13,7 +13,7 @@
 
 mod cipher;
 
-pub use cipher::{Cipher, random_token};
+pub use cipher::{Cipher, Purpose, random_token};
 
 use crate::cache::{Cache, CacheError, Kind, token_key};
 use crate::claims::{Claims, str_claim};
@@ -76,7 +76,10 @@ impl Sessions {
         let key = token_key(id);
         let Some(sealed) = self.cache.get_raw(Kind::Session, &key).await? else { return Ok(None) };
         let Some(plain) = self.cipher.open(&sealed, key.as_bytes()) else {
-            tracing::warn!("a session record failed to decrypt (key rotated away, or tampered)");
+            self.cache.record_rejected(Kind::Session);
+            tracing::warn!(
+                "a session record failed to decrypt (key rotated away, tampered, or copied from another key)"
+            );
             return Ok(None);
         };
         let Ok(record) = serde_json::from_slice::<SessionRecord>(&plain) else { return Ok(None) };
@@ -107,7 +110,9 @@ impl Sessions {
     }
 
     /// Ends, on every replica, every session of a provider session (`sid`), or, without a
-    /// `sid`, every session of a user (`sub`) created until now (back-channel logout).
+    /// `sid`, every session of a user (`sub`) created until now (back-channel logout). The
+    /// marker lives for `sessionMaxAge`, as long as any session it could end; it is written
+    /// to the shared store or not at all (an error).
     pub async fn end_provider_session(&self, sid: Option<&str>, sub: Option<&str>) -> Result<(), CacheError> {
         let marker = match (sid, sub) {
             (Some(sid), _) => sid_marker(sid),
@@ -117,7 +122,8 @@ impl Sessions {
         self.cache.set_json(Kind::Logout, &marker, &now().to_string(), self.max_age).await
     }
 
-    /// Ends a session on every replica (the cache's delete reaches every hybrid L1).
+    /// Ends a session on every replica (the cache's delete reaches every hybrid L1), or
+    /// fails when the shared store cannot take the delete.
     pub async fn delete(&self, id: &str) -> Result<(), CacheError> {
         self.cache.delete(Kind::Session, &token_key(id)).await.map(|_| ())
     }

@@ -9,6 +9,7 @@
 //! | `authgate_check_duration_seconds` | histogram | `transport` |
 //! | `authgate_cache_requests_total` | counter | `kind` |
 //! | `authgate_cache_hits_total` | counter | `tier` (memory, redis), `kind` |
+//! | `authgate_cache_rejected_total` | counter | `kind` (values that failed their seal) |
 //! | `authgate_redis_operation_duration_seconds` | histogram | `op` |
 //! | `authgate_circuit_breaker_state` | gauge | — (0 closed, 1 open, 2 half-open) |
 //! | `authgate_circuit_breaker_transitions_total` | counter | `to` |
@@ -100,6 +101,7 @@ pub fn observe_cache(system: &Arc<CacheSystem>) {
     let meter = meter();
     let stats = system.cache().stats().clone();
     let hits = stats.clone();
+    let rejected = stats.clone();
     let _requests = meter
         .u64_observable_counter("authgate_cache_requests")
         .with_description("Cache lookups, by kind of value")
@@ -120,6 +122,15 @@ pub fn observe_cache(system: &Arc<CacheSystem>) {
                         &[KeyValue::new("tier", tier.as_str()), KeyValue::new("kind", kind.as_str())],
                     );
                 }
+            }
+        })
+        .build();
+    let _rejected = meter
+        .u64_observable_counter("authgate_cache_rejected")
+        .with_description("Cached values rejected because their seal did not verify, by kind")
+        .with_callback(move |observer| {
+            for kind in Kind::ALL {
+                observer.observe(rejected.rejected(kind), &[KeyValue::new("kind", kind.as_str())]);
             }
         })
         .build();

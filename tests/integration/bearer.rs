@@ -9,8 +9,14 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL
 async fn setup(extra: &str) -> (Idp, Authgate, EchoUpstream, Envoy) {
     let idp = Idp::start("http://127.0.0.1:1", &[]).await;
     let upstream = EchoUpstream::start().await;
-    let authgate =
-        Authgate::builder().key("providerURL", &idp.issuer()).key("clientID", IDP_CLIENT_ID).yaml(extra).start().await;
+    // API clients are identified by `sub` (a client-credentials token has no e-mail).
+    let authgate = Authgate::builder()
+        .key("providerURL", &idp.issuer())
+        .key("clientID", IDP_CLIENT_ID)
+        .key("userIdentifierClaim", "sub")
+        .yaml(extra)
+        .start()
+        .await;
     authgate.wait_ready().await;
     let envoy = Envoy::start(authgate.grpc, upstream.addr).await;
     (idp, authgate, upstream, envoy)

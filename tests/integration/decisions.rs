@@ -153,7 +153,9 @@ async fn callbacks_that_do_not_belong_to_this_login_are_refused() {
 async fn one_id_token_creates_one_session() {
     let f = fixture("").await;
     let started = start_login(&f, "/").await;
-    let id_token = f.provider.sign(&f.provider.claims(json!({"sub": "alice", "nonce": started.params["nonce"]})));
+    let id_token = f.provider.sign(&f.provider.claims(
+        json!({"sub": "alice", "nonce": started.params["nonce"], "email": "alice@example.com", "email_verified": true}),
+    ));
     let grant = |token: &str| Grant { id_token: Some(token.to_owned()), ..Grant::login("alice", "") };
     let first = callback(&f, &started, &f.provider.issue_code(grant(&id_token))).await;
     assert_eq!(first.reason, Reason::LoggedIn);

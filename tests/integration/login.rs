@@ -266,6 +266,8 @@ async fn userinfo_claims_are_added_when_the_id_token_lacks_them() {
     for fetch in [false, true] {
         let stack = Stack::builder()
             .idp_env("IDP_CONFORM_ID_TOKEN_CLAIMS", "true")
+            // Identified by `sub`: without userinfo the ID token has no e-mail.
+            .key("userIdentifierClaim", "sub")
             .key("scopes", "[openid, email, groups]")
             .key("fetchUserInfo", &fetch.to_string())
             .start()

@@ -65,6 +65,7 @@ pub const EXPORTED_NAMES: &[&str] = &[
     "authgate_check_duration_seconds_bucket",
     "authgate_cache_requests_total",
     "authgate_cache_hits_total",
+    "authgate_cache_rejected_total",
     "authgate_redis_operation_duration_seconds_bucket",
     "authgate_circuit_breaker_state",
     "authgate_circuit_breaker_transitions_total",
