@@ -62,6 +62,8 @@ pub struct Jwks {
     fetching: tokio::sync::Mutex<Option<(Instant, Option<OidcError>)>>,
     /// A background refresh of stale keys is under way.
     refreshing: AtomicBool,
+    /// Keys older than this are refreshed in the background ([`MAX_AGE`]).
+    max_age: Duration,
 }
 
 impl std::fmt::Debug for Jwks {
@@ -89,14 +91,21 @@ impl Jwks {
             keys: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(None),
             refreshing: AtomicBool::new(false),
+            max_age: MAX_AGE,
         }
+    }
+
+    /// Refreshes keys older than `max_age` instead of [`MAX_AGE`].
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
     }
 
     /// The key set, provided it holds the key a token names.
     ///
     /// A known `kid` is served from the cached set whatever its age (stale-if-error: a
     /// provider outage must not turn valid tokens into "invalid token"), without waiting for
-    /// anything; keys older than [`MAX_AGE`] are refreshed in the background. An unknown
+    /// anything; keys older than the maximum age are refreshed in the background. An unknown
     /// `kid` refetches, at most once per [`REFETCH_INTERVAL`]; when that fetch failed the
     /// answer is `Unavailable`, never `Unknown`.
     pub async fn key(self: &Arc<Self>, kid: Option<&str>) -> KeyLookup {
@@ -104,7 +113,7 @@ impl Jwks {
         if let Some((set, fetched)) = &cached
             && set.has(kid)
         {
-            if fetched.elapsed() >= MAX_AGE {
+            if fetched.elapsed() >= self.max_age {
                 self.refresh_in_background();
             }
             return KeyLookup::Found(set.clone());
@@ -142,7 +151,8 @@ impl Jwks {
         let jwks = self.clone();
         tokio::spawn(async move {
             let mut last = jwks.fetching.lock().await;
-            let stale = jwks.keys.read().expect("jwks lock").as_ref().is_none_or(|(_, at)| at.elapsed() >= MAX_AGE);
+            let stale =
+                jwks.keys.read().expect("jwks lock").as_ref().is_none_or(|(_, at)| at.elapsed() >= jwks.max_age);
             if stale {
                 let result = jwks.fetch_and_store().await;
                 if let Err(error) = &result {

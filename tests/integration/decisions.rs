@@ -13,15 +13,18 @@ use authgate::server::Components;
 use serde_json::json;
 use std::collections::HashMap;
 
-const HOST: &str = "app.example";
+pub const HOST: &str = "app.example";
 
-struct Fixture {
-    provider: TestProvider,
-    authorizer: Authorizer,
-    _cache: CacheSystem,
+pub struct Fixture {
+    pub provider: TestProvider,
+    pub authorizer: Authorizer,
+    pub cache: CacheSystem,
+    pub backchannel: std::sync::Arc<authgate::oidc::backchannel::BackchannelLogout>,
 }
 
-async fn fixture(extra_yaml: &str) -> Fixture {
+/// The decision core over the in-process provider, memory cache unless `extra_yaml` says
+/// otherwise; discovery done.
+pub async fn fixture(extra_yaml: &str) -> Fixture {
     authgate::tls::install_crypto_provider();
     let provider = TestProvider::start().await;
     let yaml = format!(
@@ -35,10 +38,10 @@ async fn fixture(extra_yaml: &str) -> Fixture {
     let components = Components::build(&config, cache.cache());
     let discovery = components.discovery.clone();
     wait_until("discovery of the in-process provider", async || discovery.metadata().is_ok()).await;
-    Fixture { provider, authorizer: components.authorizer, _cache: cache }
+    Fixture { provider, authorizer: components.authorizer, cache, backchannel: components.backchannel }
 }
 
-fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> AuthRequest {
+pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> AuthRequest {
     AuthRequest {
         method: method.into(),
         scheme: "http".into(),
@@ -48,20 +51,20 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> AuthRequest {
     }
 }
 
-fn navigation(path: &str, cookie: &str) -> AuthRequest {
+pub fn navigation(path: &str, cookie: &str) -> AuthRequest {
     request("GET", path, &[("accept", "text/html"), ("cookie", cookie)])
 }
 
-fn header<'a>(decision: &'a Decision, name: &str) -> Option<&'a str> {
+pub fn header<'a>(decision: &'a Decision, name: &str) -> Option<&'a str> {
     decision.response_headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
-fn upstream<'a>(decision: &'a Decision, name: &str) -> Option<&'a str> {
+pub fn upstream<'a>(decision: &'a Decision, name: &str) -> Option<&'a str> {
     decision.upstream_headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
 /// `name=value` of every cookie a decision sets (not the cleared ones).
-fn set_cookies(decision: &Decision) -> Vec<String> {
+pub fn set_cookies(decision: &Decision) -> Vec<String> {
     decision
         .response_headers
         .iter()
@@ -71,17 +74,17 @@ fn set_cookies(decision: &Decision) -> Vec<String> {
         .collect()
 }
 
-fn query(url: &str) -> HashMap<String, String> {
+pub fn query(url: &str) -> HashMap<String, String> {
     url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
 }
 
 /// A started login: the authorization URL's parameters and the flow cookie.
-struct Started {
-    params: HashMap<String, String>,
-    flow_cookie: String,
+pub struct Started {
+    pub params: HashMap<String, String>,
+    pub flow_cookie: String,
 }
 
-async fn start_login(f: &Fixture, path: &str) -> Started {
+pub async fn start_login(f: &Fixture, path: &str) -> Started {
     let decision = f.authorizer.decide(&navigation(path, "")).await;
     assert_eq!((decision.outcome, decision.reason), (Outcome::Redirect, Reason::LoginRequired), "{decision:?}");
     let location = header(&decision, "location").unwrap();
@@ -89,13 +92,13 @@ async fn start_login(f: &Fixture, path: &str) -> Started {
     Started { params: query(location), flow_cookie: set_cookies(&decision).remove(0) }
 }
 
-async fn callback(f: &Fixture, started: &Started, code: &str) -> Decision {
+pub async fn callback(f: &Fixture, started: &Started, code: &str) -> Decision {
     let path = format!("/oauth2/callback?code={code}&state={}", started.params["state"]);
     f.authorizer.decide(&navigation(&path, &started.flow_cookie)).await
 }
 
 /// A full login as `sub`; returns the session cookie.
-async fn log_in(f: &Fixture, sub: &str) -> String {
+pub async fn log_in(f: &Fixture, sub: &str) -> String {
     let started = start_login(f, "/app?x=1").await;
     let code = f.provider.issue_code(Grant::login(sub, &started.params["nonce"]));
     let decision = callback(f, &started, &code).await;
@@ -206,7 +209,7 @@ async fn id_tokens_are_verified_by_signature_audience_and_algorithm() {
     }
 }
 
-fn b64(text: &str) -> String {
+pub fn b64(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }

@@ -21,3 +21,4 @@ mod login;
 mod observability;
 mod reasons;
 mod refresh;
+mod security;

@@ -36,6 +36,8 @@ pub struct Grant {
     pub refresh: bool,
     /// Send exactly this ID token instead of signing one.
     pub id_token: Option<String>,
+    /// On refresh, issue the ID token for this `sub` instead (a provider gone wrong).
+    pub refreshed_sub: Option<String>,
 }
 
 impl Grant {
@@ -46,6 +48,7 @@ impl Grant {
             expires_in: 300,
             refresh: true,
             id_token: None,
+            refreshed_sub: None,
         }
     }
 }
@@ -67,6 +70,8 @@ struct ProviderState {
     codes: Mutex<HashMap<String, Grant>>,
     refresh_tokens: Mutex<HashMap<String, Grant>>,
     behaviour: Mutex<TokenEndpoint>,
+    jwks_down: std::sync::atomic::AtomicBool,
+    jwks_calls: AtomicU64,
     next: AtomicU64,
     token_calls: AtomicU64,
     refresh_calls: AtomicU64,
@@ -109,6 +114,8 @@ impl TestProvider {
             codes: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
             behaviour: Mutex::new(TokenEndpoint::Normal),
+            jwks_down: std::sync::atomic::AtomicBool::new(false),
+            jwks_calls: AtomicU64::new(0),
             next: AtomicU64::new(1),
             token_calls: AtomicU64::new(0),
             refresh_calls: AtomicU64::new(0),
@@ -134,6 +141,14 @@ impl TestProvider {
         jsonwebtoken::encode(&header, claims, &self.state.key).unwrap()
     }
 
+    /// Signs `claims` as the provider, with a `typ` header.
+    pub fn sign_typed(&self, typ: &str, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(KID.into());
+        header.typ = Some(typ.into());
+        jsonwebtoken::encode(&header, claims, &self.state.key).unwrap()
+    }
+
     /// `iss`, `aud` (our client), `iat`, `exp` in 300 s, plus `extra`.
     pub fn claims(&self, extra: Value) -> Value {
         let mut claims = json!({"iss": self.issuer, "aud": CLIENT_ID, "iat": now(), "exp": now() + 300});
@@ -152,6 +167,21 @@ impl TestProvider {
 
     pub fn set_token_endpoint(&self, behaviour: TokenEndpoint) {
         *self.state.behaviour.lock().unwrap() = behaviour;
+    }
+
+    /// Makes the key endpoint answer 503 (or work again).
+    pub fn set_jwks_down(&self, down: bool) {
+        self.state.jwks_down.store(down, Ordering::SeqCst);
+    }
+
+    /// Requests to the key endpoint so far.
+    pub fn jwks_calls(&self) -> u64 {
+        self.state.jwks_calls.load(Ordering::SeqCst)
+    }
+
+    /// The key id the provider signs with.
+    pub fn kid(&self) -> &'static str {
+        KID
     }
 
     /// Token endpoint calls that redeemed something.
@@ -187,8 +217,12 @@ async fn discovery(State(state): State<Arc<ProviderState>>) -> Json<Value> {
     }))
 }
 
-async fn jwks(State(state): State<Arc<ProviderState>>) -> Json<Value> {
-    Json(json!({"keys": [state.jwk]}))
+async fn jwks(State(state): State<Arc<ProviderState>>) -> Response {
+    state.jwks_calls.fetch_add(1, Ordering::SeqCst);
+    if state.jwks_down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    Json(json!({"keys": [state.jwk]})).into_response()
 }
 
 fn error(status: StatusCode, code: &str) -> Response {
@@ -218,6 +252,9 @@ async fn token(State(state): State<Arc<ProviderState>>, Form(form): Form<HashMap
             grant.map(|mut g| {
                 // A refreshed ID token carries no nonce.
                 g.id_claims.as_object_mut().unwrap().remove("nonce");
+                if let Some(sub) = g.refreshed_sub.take() {
+                    g.id_claims["sub"] = json!(sub);
+                }
                 g.id_token = None;
                 g
             })
