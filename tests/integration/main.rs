@@ -16,6 +16,7 @@ mod config_files;
 mod decisions;
 mod envoy_ext_authz;
 mod grpcurl;
+mod hostile;
 mod lifecycle;
 mod login;
 mod observability;
