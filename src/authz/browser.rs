@@ -75,14 +75,19 @@ impl Endpoint {
 
 /// Cookies of a request, in order (first occurrence of a name wins where it matters).
 fn cookies(request: &AuthRequest) -> impl Iterator<Item = Cookie<'_>> {
-    request.header("cookie").into_iter().flat_map(|header| Cookie::split_parse(header).filter_map(Result::ok))
+    request.header("cookie").into_iter().flat_map(parse_cookies)
+}
+
+/// The cookies of one `Cookie` header; malformed pairs are skipped.
+pub fn parse_cookies(header: &str) -> impl Iterator<Item = Cookie<'_>> {
+    Cookie::split_parse(header).filter_map(Result::ok)
 }
 
 /// Where a login that started at `path` on `host` may return: the path itself when it is a
 /// plain same-origin path a browser cannot read as another host (no `//`, `\`, control
 /// characters, tabs, spaces or non-ASCII; at most [`MAX_RETURN_PATH`] bytes; resolving it
 /// against the request's own origin keeps that origin), otherwise `/`.
-pub(crate) fn return_path(host: &str, path: &str) -> String {
+pub fn return_path(host: &str, path: &str) -> String {
     let plain = path.len() <= MAX_RETURN_PATH
         && path.starts_with('/')
         && !path.starts_with("//")
@@ -502,5 +507,56 @@ mod tests {
         assert!(!same_site(&post));
         post.headers.clear();
         assert!(same_site(&post));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the path, a login returns to it only if it stays on this origin.
+            #[test]
+            fn return_paths_never_leave_the_origin(path in ".{0,64}") {
+                let chosen = return_path("app.example", &path);
+                prop_assert!(chosen == "/" || chosen == path);
+                let base = url::Url::parse("https://app.example/").unwrap();
+                let resolved = base.join(&chosen).unwrap();
+                prop_assert_eq!(resolved.origin(), base.origin());
+                prop_assert!(chosen.bytes().all(|b| b.is_ascii_graphic()));
+            }
+
+            /// The same with the characters browsers treat specially.
+            #[test]
+            fn return_paths_with_tricky_characters(path in "[/\\\\\t\n@:.%a-z]{0,24}") {
+                let chosen = return_path("app.example", &path);
+                let resolved = url::Url::parse("https://app.example/").unwrap().join(&chosen).unwrap();
+                prop_assert_eq!(resolved.host_str(), Some("app.example"));
+            }
+
+            /// Cookie parsing never panics, and the session cookie is found however the
+            /// header is padded.
+            #[test]
+            fn cookie_headers_parse_without_panicking(header in ".{0,200}", pad in "[ ;a-z=]{0,20}") {
+                let _ = parse_cookies(&header).count();
+                let with_session = format!("{pad}; _authgate_session=abc; {header}");
+                let found = parse_cookies(&with_session).any(|c| c.name() == "_authgate_session" && c.value() == "abc");
+                prop_assert!(found);
+            }
+
+            /// A sealed flow cookie opens only unchanged, under its own name.
+            #[test]
+            fn flow_cookies_open_only_as_sealed(state in "[A-Za-z0-9_-]{1,40}", flip in 0usize..200) {
+                let config = Config { session_encryption_key: crate::config::Secret::new("property-tests-key-0123456789abcdef"), ..Config::default() };
+                let cipher = Cipher::new(&config, crate::session::Purpose::FlowCookie);
+                let sealed = cipher.seal_text(&state, "name");
+                prop_assert_eq!(cipher.open_text::<String>(&sealed, "name"), Some(state.clone()));
+                prop_assert_eq!(cipher.open_text::<String>(&sealed, "other-name"), None);
+                let mut bytes = sealed.into_bytes();
+                let at = flip % bytes.len();
+                bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+                let tampered = String::from_utf8(bytes).unwrap();
+                prop_assert_eq!(cipher.open_text::<String>(&tampered, "name"), None);
+            }
+        }
     }
 }

@@ -116,4 +116,42 @@ mod tests {
     fn nothing_matches_without_prefixes() {
         assert!(!ExcludedPaths::default().matches("/anything"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// What an upstream might make of a path: URL normalisation, once or twice
+        /// percent-decoded, `;params` dropped, `\` read as `/`.
+        fn readings(path: &str) -> Vec<String> {
+            let base = url::Url::parse("http://upstream/").unwrap();
+            let decode = |p: &str| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned();
+            let once = decode(path);
+            let twice = decode(&once);
+            let no_params = path.split('/').map(|s| s.split(';').next().unwrap_or("")).collect::<Vec<_>>().join("/");
+            [path.to_owned(), once, twice, no_params, path.replace('\\', "/")]
+                .iter()
+                .filter_map(|p| base.join(p).ok().map(|u| u.path().to_owned()))
+                .collect()
+        }
+
+        proptest! {
+            /// An excluded path stays under its prefix however an upstream reads it.
+            #[test]
+            fn an_excluded_path_stays_under_its_prefix(rest in "[/a-z.;%#?\\\\25EeFfCc]{0,24}") {
+                let path = format!("/public{rest}");
+                if excluded(&["/public"]).matches(&path) {
+                    for reading in readings(&path) {
+                        prop_assert!(reading == "/public" || reading.starts_with("/public/"), "{path:?} read as {reading:?}");
+                    }
+                }
+            }
+
+            /// Any string: a yes or a no, never a panic.
+            #[test]
+            fn any_path_is_decided(path in ".{0,64}") {
+                let _ = excluded(&["/public", "/static/"]).matches(&path);
+            }
+        }
+    }
 }

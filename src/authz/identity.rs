@@ -378,4 +378,31 @@ mod tests {
         assert_eq!(render("plain", &c, "", ""), "plain");
         assert_eq!(render("{{.Claims.email", &c, "", ""), "{{.Claims.email");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn decode(value: &str) -> String {
+            percent_encoding::percent_decode_str(value).decode_utf8().unwrap().into_owned()
+        }
+
+        proptest! {
+            /// A header value never carries a control byte, and decodes back to the claim.
+            #[test]
+            fn header_values_are_safe_and_reversible(raw in "\\PC{0,40}|[\\x00-\\x1f%\\x7f a-z]{0,40}") {
+                let value = header_value(&raw).unwrap();
+                prop_assert!(!value.chars().any(|c| c.is_ascii_control()));
+                prop_assert_eq!(decode(&value), raw);
+            }
+
+            /// A list reads back as exactly its items.
+            #[test]
+            fn header_lists_keep_their_items(items in proptest::collection::vec("[a-z,% \\r\\n]{1,8}", 0..6)) {
+                let value = header_list(&items).unwrap();
+                let read: Vec<String> = if value.is_empty() { Vec::new() } else { value.split(',').map(decode).collect() };
+                prop_assert_eq!(read, items);
+            }
+        }
+    }
 }

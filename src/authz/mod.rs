@@ -40,7 +40,7 @@
 
 pub mod browser;
 pub mod decision;
-mod excluded;
+pub mod excluded;
 pub mod identity;
 pub mod observe;
 pub mod refresh;

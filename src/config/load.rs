@@ -294,3 +294,30 @@ fn remove_path(tree: &mut Value, segments: &[String]) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text is a configuration or a list of problems, never a panic.
+        #[test]
+        fn any_text_loads_or_is_refused(yaml in "\\PC{0,200}") {
+            let _ = load_str_lenient(&yaml, &HashMap::new());
+        }
+
+        /// Any value for any key, and any environment value for every variable.
+        #[test]
+        fn any_value_anywhere_loads_or_is_refused(
+            key in "(redis\\.)?[a-zA-Z]{1,20}",
+            value in "\\PC{0,30}",
+            variable in proptest::sample::select(crate::config::ENV_VARIABLES.iter().map(|v| v.name).collect::<Vec<_>>()),
+        ) {
+            let (_, problems) = load_str_lenient(&format!("{key}: {value}\n"), &HashMap::new());
+            prop_assert!(problems.iter().all(|p| !p.message.is_empty()));
+            let env = HashMap::from([(variable.to_owned(), value.clone())]);
+            let _ = load_str_lenient("providerURL: https://idp.example\n", &env);
+        }
+    }
+}
