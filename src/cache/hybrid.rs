@@ -53,9 +53,8 @@ impl HybridStore {
     /// for as long as the store lives).
     pub fn start(l1: MemoryStore, l2: Arc<RedisStore>, l1_max_ttl: Duration) -> Arc<Self> {
         let store = Arc::new(HybridStore {
-            instance: crate::cache::token_key(&format!("{:?}{}", std::time::SystemTime::now(), std::process::id()))
-                [..16]
-                .to_owned(),
+            // Random per store: tells this replica's own invalidations from the others'.
+            instance: format!("{:016x}", fastrand::u64(..)),
             channel: l2.invalidation_channel(),
             l1,
             l2,

@@ -29,7 +29,7 @@ pub const ALLOWED: [Algorithm; 9] = [
 ];
 
 /// Three non-empty base64url segments: checked before anything else parses a token.
-pub(crate) fn well_formed(token: &str) -> bool {
+pub fn well_formed(token: &str) -> bool {
     let mut segments = 0;
     for segment in token.split('.') {
         segments += 1;
@@ -41,7 +41,7 @@ pub(crate) fn well_formed(token: &str) -> bool {
 }
 
 /// The header's algorithm (if allowed) and key id.
-pub(crate) fn allowed_header(token: &str) -> Result<(Algorithm, Option<String>), Reason> {
+pub fn allowed_header(token: &str) -> Result<(Algorithm, Option<String>), Reason> {
     // Includes `alg: none`, which is not an algorithm jsonwebtoken knows.
     let header = jsonwebtoken::decode_header(token).map_err(|_| Reason::MalformedToken)?;
     if !ALLOWED.contains(&header.alg) {
