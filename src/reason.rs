@@ -123,6 +123,16 @@ reasons! {
     NoSidOrSub => "no_sid_or_sub",
     /// This logout token (its `jti`) was already used.
     LogoutTokenReplayed => "logout_token_replayed",
+    // The forward-auth bridge.
+    /// A bridge call from an address not in `forwardAuth.trustedProxies`.
+    UntrustedProxy => "untrusted_proxy",
+    /// A bridge call without the right `forwardAuth.sharedSecret`.
+    BadSharedSecret => "bad_shared_secret",
+    /// A bridge call without the headers of the configured proxy convention.
+    ForwardAuthHeadersMissing => "forward_auth_headers_missing",
+    /// A bridge call whose convention headers are repeated, or disagree with the other
+    /// convention's.
+    ForwardAuthHeadersConflict => "forward_auth_headers_conflict",
     // Internal failures: the proxy's failure policy applies.
     /// The provider (discovery, keys, token or userinfo endpoint) cannot be reached.
     IdpUnavailable => "idp_unavailable",

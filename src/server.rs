@@ -92,8 +92,12 @@ impl Server {
             health_service,
             stop.clone().cancelled_owned(),
         ));
+        let bridge = Arc::new(http::bridge::Bridge::new(&config, authorizer.clone()));
+        let (callback, logout) = authorizer.login_paths().unwrap_or_default();
+        let bridge_routes = http::bridge::router(bridge, callback, logout, Some(backchannel));
         let http_task = tokio::spawn(
-            axum::serve(self.http, http::bridge::router(authorizer.clone(), Some(backchannel)))
+            // The bridge checks who calls it (`forwardAuth.trustedProxies`).
+            axum::serve(self.http, bridge_routes.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(stop.clone().cancelled_owned())
                 .into_future(),
         );

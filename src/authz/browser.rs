@@ -166,6 +166,11 @@ impl Browser {
         }
     }
 
+    /// The paths of `callbackURL` and `logoutURL`.
+    pub(crate) fn paths(&self) -> (&str, &str) {
+        (&self.callback.path, &self.logout.path)
+    }
+
     pub(crate) fn is_callback(&self, path: &str) -> bool {
         path == self.callback.path
     }

@@ -96,6 +96,26 @@ impl Authorizer {
         self
     }
 
+    /// Every header authgate manages on the upstream request (set from verified claims, or
+    /// removed): the bridge answers each of them on every allowed request.
+    pub fn managed_headers(&self) -> &[String] {
+        self.admission.strip_headers()
+    }
+
+    /// The paths of `callbackURL` and `logoutURL`, when the browser flow is on.
+    pub fn login_paths(&self) -> Option<(&str, &str)> {
+        self.browser.as_ref().map(|(browser, _)| browser.paths())
+    }
+
+    /// A 302 to the provider's login that returns to `request.path` (the bridge's
+    /// `/oauth2/start`, for proxies that cannot pass on a redirect); 401 without a browser flow.
+    pub fn start_login(&self, request: &AuthRequest) -> Decision {
+        match &self.browser {
+            Some((browser, _)) => browser.start(request),
+            None => Decision::unauthenticated(),
+        }
+    }
+
     /// The verdict for one request.
     pub async fn decide(&self, request: &AuthRequest) -> Decision {
         let mut decision = self.decide_inner(request).await;

@@ -22,18 +22,22 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// Decides on `request` (`None`: a Check without HTTP attributes), traced, measured and
-/// logged. `transport` is `grpc` or `http`.
+/// Decides on `request`, traced, measured and logged; `Err` carries the answer to a call
+/// the adapter already refused (a Check without HTTP attributes, a bridge call from an
+/// untrusted address), which is measured and logged the same way. `transport` is `grpc`
+/// or `http`.
 pub async fn observed_decision(
     authorizer: &Authorizer,
-    request: Option<&AuthRequest>,
+    request: Result<&AuthRequest, Decision>,
     transport: &'static str,
 ) -> Decision {
-    let Some(request) = request else {
-        let decision = Decision::no_http_attributes();
-        metrics().record_check(transport, decision.outcome.as_str(), std::time::Duration::ZERO);
-        tracing::info!(decision = "deny", reason = %decision.reason, transport, "denied");
-        return decision;
+    let request = match request {
+        Ok(request) => request,
+        Err(decision) => {
+            metrics().record_check(transport, decision.outcome.as_str(), std::time::Duration::ZERO);
+            tracing::info!(decision = decision.outcome.as_str(), reason = %decision.reason, status = decision.status, transport, "refused");
+            return decision;
+        }
     };
     let span = tracing::info_span!(
         "check",

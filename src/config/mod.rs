@@ -16,6 +16,7 @@ pub use duration::Seconds;
 pub use env::{ENV_VARIABLES, EnvKind, EnvVariable};
 pub use load::{ConfigError, Problem, load, load_lenient, load_str, load_str_lenient};
 pub use secret::Secret;
+pub use validate::parse_cidr;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -176,6 +177,9 @@ pub struct Config {
     pub memory_cache_memory_mb: u64,
     /// The seed's Redis / cache block.
     pub redis: RedisConfig,
+    /// The forward-auth bridge (`/auth`): which proxy calls it, and from where.
+    #[serde(rename = "forwardAuth")]
+    pub forward_auth: ForwardAuthConfig,
 }
 
 impl Default for Config {
@@ -238,6 +242,7 @@ impl Default for Config {
             memory_cache_size: 100_000,
             memory_cache_memory_mb: 256,
             redis: RedisConfig::default(),
+            forward_auth: ForwardAuthConfig::default(),
         }
     }
 }
@@ -333,6 +338,62 @@ impl CacheMode {
             CacheMode::Memory => "memory",
             CacheMode::Redis => "redis",
             CacheMode::Hybrid => "hybrid",
+        }
+    }
+}
+
+/// Which headers describe the original request on the forward-auth bridge.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardAuthConvention {
+    /// Traefik `ForwardAuth`: `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri`.
+    Traefik,
+    /// Caddy `forward_auth`: the same `X-Forwarded-*` headers.
+    Caddy,
+    /// nginx `auth_request` (and ingress-nginx): `X-Original-Method`, `X-Original-URI` or
+    /// `X-Original-URL`, and `Host`.
+    Nginx,
+}
+
+impl ForwardAuthConvention {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardAuthConvention::Traefik => "traefik",
+            ForwardAuthConvention::Caddy => "caddy",
+            ForwardAuthConvention::Nginx => "nginx",
+        }
+    }
+}
+
+/// The forward-auth bridge.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardAuthConfig {
+    /// The proxy convention: `traefik` or `caddy` (original request in `X-Forwarded-Method`,
+    /// `-Proto`, `-Host`, `-Uri`) or `nginx` (`X-Original-Method`, `X-Original-URI` or
+    /// `X-Original-URL`, `Host`). Only those headers are read; a call missing them, or carrying
+    /// the other convention's with different values, is refused (400). Default `traefik`.
+    pub convention: ForwardAuthConvention,
+    /// Addresses or CIDRs of the proxies allowed to call the bridge; a call from anywhere
+    /// else is refused (400). Default loopback (`127.0.0.0/8`, `::1`).
+    #[serde(rename = "trustedProxies")]
+    pub trusted_proxies: Vec<String>,
+    /// A secret the proxy adds to every call in `sharedSecretHeader`, so that clients who
+    /// can reach the bridge cannot drive it. Default empty (not required).
+    #[serde(rename = "sharedSecret")]
+    pub shared_secret: Secret,
+    /// The header that carries `sharedSecret`. Default `X-Authgate-Secret`.
+    #[serde(rename = "sharedSecretHeader")]
+    pub shared_secret_header: String,
+}
+
+impl Default for ForwardAuthConfig {
+    fn default() -> Self {
+        ForwardAuthConfig {
+            convention: ForwardAuthConvention::Traefik,
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            shared_secret: Secret::default(),
+            shared_secret_header: "X-Authgate-Secret".into(),
         }
     }
 }

@@ -158,6 +158,20 @@ impl Config {
             p.add("memoryCacheMemoryMB", "must be at least 1");
         }
         self.redis.validate_into(&mut p);
+        for (i, proxy) in self.forward_auth.trusted_proxies.iter().enumerate() {
+            if parse_cidr(proxy).is_none() {
+                p.add(
+                    format!("forwardAuth.trustedProxies[{i}]"),
+                    format!("must be an IP address or CIDR, got {proxy:?}"),
+                );
+            }
+        }
+        if axum_header_name_invalid(&self.forward_auth.shared_secret_header) {
+            p.add(
+                "forwardAuth.sharedSecretHeader",
+                format!("must be a header name, got {:?}", self.forward_auth.shared_secret_header),
+            );
+        }
         p.0
     }
 }
@@ -322,6 +336,16 @@ fn is_host_port(value: &str) -> bool {
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
+/// An address (`10.0.0.1`, `::1`) or a CIDR (`10.0.0.0/8`) as a network.
+pub fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+fn axum_header_name_invalid(name: &str) -> bool {
+    name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The least a session key must carry by [`estimated_entropy_bits`]: an offline guess at

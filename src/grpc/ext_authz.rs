@@ -28,7 +28,8 @@ impl ExtAuthz {
 impl Authorization for ExtAuthz {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let auth_request = auth_request(request.get_ref());
-        let decision = observed_decision(&self.authorizer, auth_request.as_ref(), "grpc").await;
+        let request = auth_request.as_ref().ok_or_else(Decision::no_http_attributes);
+        let decision = observed_decision(&self.authorizer, request, "grpc").await;
         Ok(Response::new(check_response(decision)))
     }
 }

@@ -39,9 +39,8 @@ async fn check_counters_move_by_the_traffic_sent() {
     for _ in 0..2 {
         assert_eq!(client.get(envoy.url("/private")).send().await.unwrap().status(), 401);
     }
-    let bridge = format!("http://{}/auth", authgate.http);
     for _ in 0..4 {
-        client.get(&bridge).header("X-Forwarded-Uri", "/private").send().await.unwrap();
+        crate::support::forward_auth(&client, authgate.http, "/private").send().await.unwrap();
     }
     let after = scrape(&authgate).await;
     let moved = |decision: &str, transport: &str| {
@@ -83,12 +82,7 @@ async fn the_breaker_gauge_follows_redis_and_every_documented_name_is_exported()
         ))
         .start()
         .await;
-    reqwest::Client::new()
-        .get(format!("http://{}/auth", authgate.http))
-        .header("X-Forwarded-Uri", "/public")
-        .send()
-        .await
-        .unwrap();
+    crate::support::forward_auth(&reqwest::Client::new(), authgate.http, "/public").send().await.unwrap();
     crate::support::wait_until("redis ops measured", async || {
         sample(&scrape(&authgate).await, "authgate_redis_operation_duration_seconds_count", &[("op", "ping")]) > 0.0
     })
@@ -195,9 +189,7 @@ async fn otlp_receives_spans_that_continue_the_callers_trace_and_metrics() {
         .await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent_span = "00f067aa0ba902b7";
-    let response = reqwest::Client::new()
-        .get(format!("http://{}/auth", authgate.http))
-        .header("X-Forwarded-Uri", "/private")
+    let response = crate::support::forward_auth(&reqwest::Client::new(), authgate.http, "/private")
         .header("traceparent", format!("00-{trace_id}-{parent_span}-01"))
         .send()
         .await

@@ -97,9 +97,7 @@ async fn two_replicas_redeem_each_refresh_token_once(mode: &str) {
                 let cookie = cookie.clone();
                 let target = if i % 2 == 0 { a.http } else { b.http };
                 tokio::spawn(async move {
-                    reqwest::Client::new()
-                        .get(format!("http://{target}/auth"))
-                        .header("x-forwarded-uri", "/private")
+                    crate::support::forward_auth(&reqwest::Client::new(), target, "/private")
                         .header("accept", "application/json")
                         .header("cookie", cookie)
                         .send()

@@ -79,6 +79,17 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
     }
 }
 
+/// A forward-auth call as Traefik makes it: `GET /auth` with the original request in
+/// `X-Forwarded-Method`, `-Proto`, `-Host` and `-Uri` (host `app.example`).
+pub fn forward_auth(client: &reqwest::Client, bridge: SocketAddr, path: &str) -> reqwest::RequestBuilder {
+    client
+        .get(format!("http://{bridge}/auth"))
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-proto", "http")
+        .header("x-forwarded-host", "app.example")
+        .header("x-forwarded-uri", path)
+}
+
 /// The `authgate` binary under test.
 pub struct Authgate {
     child: Child,
@@ -124,9 +135,7 @@ impl Authgate {
 
     /// Asks the forward-auth bridge about an API request for `path` carrying `cookie`.
     pub async fn bridge(&self, path: &str, cookie: &str) -> reqwest::Response {
-        reqwest::Client::new()
-            .get(format!("http://{}/auth", self.http))
-            .header("x-forwarded-uri", path)
+        forward_auth(&reqwest::Client::new(), self.http, path)
             .header("accept", "application/json")
             .header("cookie", cookie)
             .send()
