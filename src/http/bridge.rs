@@ -37,7 +37,7 @@ use subtle::ConstantTimeEq;
 
 /// The path proxies call.
 pub const AUTH_PATH: &str = "/auth";
-/// Starts a login and returns to `rd` (for nginx's `error_page 401 = @login`).
+/// Starts a login and returns to `rd` (for proxies that cannot pass a redirect on).
 pub const START_PATH: &str = "/oauth2/start";
 
 /// The bridge's settings and the decision core behind it.
@@ -140,7 +140,13 @@ async fn forward_auth(
         .check_caller(peer, &headers)
         .and_then(|()| original_request(bridge.convention, bridge.force_https, &headers))
         .map_err(Decision::bad_request);
-    let decision = observed_decision(&bridge.authorizer, request.as_ref().map_err(Clone::clone), "http").await;
+    let mut decision = observed_decision(&bridge.authorizer, request.as_ref().map_err(Clone::clone), "http").await;
+    // nginx turns any answer of `auth_request` other than 2xx, 401 and 403 into a 500: a
+    // login redirect goes back as 401 with its `Location` and `Set-Cookie`, which the
+    // shipped configuration's `error_page 401` turns into the redirect.
+    if bridge.convention == ForwardAuthConvention::Nginx && decision.outcome == Outcome::Redirect {
+        decision.status = 401;
+    }
     let cookie = request.as_ref().ok().and_then(|r| r.header("cookie")).unwrap_or("").to_owned();
     http_response(decision, bridge.authorizer.managed_headers(), &cookie)
 }
@@ -175,9 +181,12 @@ async fn start_login(
     if let Err(reason) = bridge.check_caller(peer, &headers) {
         return http_response(Decision::bad_request(reason), &[], "");
     }
+    // `rd` is the rest of the query, percent-decoded: nginx passes `$request_uri` as it is,
+    // query string and all (`/oauth2/start?rd=/page?a=1&b=2`).
     let rd = uri
         .query()
-        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "rd").map(|(_, v)| v.into_owned()))
+        .and_then(|q| q.strip_prefix("rd="))
+        .map(|rd| percent_encoding::percent_decode_str(rd).decode_utf8_lossy().into_owned())
         .unwrap_or_else(|| "/".to_owned());
     let request = AuthRequest {
         method: "GET".into(),

@@ -20,6 +20,7 @@ mod hostile;
 mod lifecycle;
 mod login;
 mod observability;
+mod proxies;
 mod reasons;
 mod refresh;
 mod security;

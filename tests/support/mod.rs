@@ -5,11 +5,13 @@
 //! - [`EchoUpstream`]: an HTTP upstream (in the test process) answering with the headers it got.
 //! - [`RedisServer`]: a real `redis-server`.
 //! - [`stack::Stack`]: IdP + upstream + N replicas (+ Redis) + Envoy, one builder per scenario.
+//! - [`proxies::Proxy`]: real Caddy and nginx running the shipped example configurations.
 //! - [`provider::TestProvider`]: an OpenID Provider inside the test process, for fast decision tests.
 //! - [`tool`]: paths of the tools `scripts/install-test-deps.sh` installs.
 #![allow(dead_code)] // each test module uses a different part of the harness
 
 pub mod provider;
+pub mod proxies;
 pub mod stack;
 
 use std::collections::BTreeMap;
