@@ -31,6 +31,20 @@ impl AuthRequest {
     }
 }
 
+/// Adds a request header to `headers` the way HTTP joins repeated fields: `Cookie` crumbs
+/// with `; ` (RFC 9113 §8.2.3), any other field with `, `. Both adapters use it, so a
+/// session cookie in a second `Cookie` header is found whichever way the request came.
+pub fn add_header(headers: &mut HashMap<String, String>, name: String, value: &str) {
+    let separator = if name == "cookie" { "; " } else { ", " };
+    headers
+        .entry(name)
+        .and_modify(|existing| {
+            existing.push_str(separator);
+            existing.push_str(value);
+        })
+        .or_insert_with(|| value.to_owned());
+}
+
 /// The kind of verdict; also the `decision` label of the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -1,6 +1,7 @@
 //! Adapter between Envoy's ext_authz v3 messages and the decision core. The only place
 //! that knows the protobuf shapes; see `crate::authz` for the outcome → status table.
 
+use crate::authz::decision::add_header;
 use crate::authz::observe::observed_decision;
 use crate::authz::{AuthRequest, Authorizer, Decision, Outcome};
 use envoy_types::ext_authz::v3::pb::{
@@ -47,13 +48,7 @@ pub fn auth_request(check: &CheckRequest) -> Option<AuthRequest> {
             } else {
                 String::from_utf8_lossy(&header.raw_value).into_owned()
             };
-            headers
-                .entry(header.key.to_ascii_lowercase())
-                .and_modify(|existing| {
-                    existing.push(',');
-                    existing.push_str(&value);
-                })
-                .or_insert(value);
+            add_header(&mut headers, header.key.to_ascii_lowercase(), &value);
         }
     }
     let host =
@@ -153,6 +148,26 @@ mod tests {
         );
         assert_eq!(request.header("accept"), Some("text/html"));
         assert_eq!(auth_request(&check("/a", "b=1")).unwrap().path, "/a?b=1");
+    }
+
+    /// L6: with `encode_raw_headers`, repeated `Cookie` headers arrive one by one.
+    #[test]
+    fn l6_repeated_cookie_headers_join_with_semicolons() {
+        use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue as CoreHeaderValue};
+        let mut request = check("/a", "");
+        let http = request.attributes.as_mut().unwrap().request.as_mut().unwrap().http.as_mut().unwrap();
+        http.headers.clear();
+        let raw = |key: &str, value: &str| CoreHeaderValue {
+            key: key.into(),
+            value: String::new(),
+            raw_value: value.as_bytes().to_vec(),
+        };
+        http.header_map = Some(HeaderMap {
+            headers: vec![raw("cookie", "a=1"), raw("cookie", "_authgate_session=x"), raw("x-a", "1"), raw("x-a", "2")],
+        });
+        let request = auth_request(&request).unwrap();
+        assert_eq!(request.header("cookie"), Some("a=1; _authgate_session=x"));
+        assert_eq!(request.header("x-a"), Some("1, 2"));
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! logout, and `/oauth2/start?rd=…` for nginx, which cannot pass on a redirect from
 //! `auth_request`), and `POST /backchannel-logout` for the provider.
 
+use crate::authz::decision::add_header;
 use crate::authz::observe::observed_decision;
 use crate::authz::{AuthRequest, Authorizer, Decision, Outcome};
 use crate::config::{Config, ForwardAuthConvention, Secret};
@@ -211,14 +212,9 @@ fn single<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 pub fn joined(headers: &HeaderMap) -> std::collections::HashMap<String, String> {
     let mut map = std::collections::HashMap::new();
     for (name, value) in headers {
-        let Ok(value) = value.to_str() else { continue };
-        let separator = if name == axum::http::header::COOKIE { "; " } else { ", " };
-        map.entry(name.as_str().to_owned())
-            .and_modify(|existing: &mut String| {
-                existing.push_str(separator);
-                existing.push_str(value);
-            })
-            .or_insert_with(|| value.to_owned());
+        if let Ok(value) = value.to_str() {
+            add_header(&mut map, name.as_str().to_owned(), value);
+        }
     }
     map
 }
