@@ -39,6 +39,9 @@ pub struct CacheReport {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RedisReport {
     pub connected: bool,
+    /// Why the last health check failed (not in the seed's shape; absent when healthy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub latency: String,
     pub pool: PoolReport,
 }
@@ -119,6 +122,7 @@ impl From<CacheStatus> for CacheReport {
             mode: status.mode.as_str(),
             redis: status.redis.map(|redis| RedisReport {
                 connected: redis.connected,
+                error: redis.error,
                 latency: format_latency(redis.latency),
                 pool: PoolReport { active: redis.pool.active, idle: redis.pool.idle, total: redis.pool.total },
             }),

@@ -1,8 +1,9 @@
 //! Wires the listeners together and runs them until shutdown.
 //!
 //! Shutdown (SIGTERM/SIGINT, or the future given to [`Server::run`]): readiness fails and
-//! gRPC health turns NOT_SERVING at once, the listeners stop accepting, in-flight Checks
-//! finish (at most `shutdownTimeout`), then `run` returns.
+//! gRPC health turns NOT_SERVING at once, requests are still served for `drainDelay` (so
+//! the proxies stop sending first), then the listeners stop accepting, in-flight Checks
+//! finish (at most `shutdownTimeout`), and `run` returns.
 
 use crate::authz::Authorizer;
 use crate::authz::browser::Browser;
@@ -131,6 +132,13 @@ impl Server {
         health.start_draining();
         health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         health_reporter.set_service_status(grpc::AUTHORIZATION_SERVICE, tonic_health::ServingStatus::NotServing).await;
+        // Keep answering while the proxies notice: closing the listeners now would turn the
+        // requests they still send into connection errors.
+        let drain = config.drain_delay.get();
+        if !drain.is_zero() {
+            tracing::info!(drain_delay = ?drain, "still serving while proxies stop sending");
+            tokio::time::sleep(drain).await;
+        }
         stop.cancel();
         let timeout = config.shutdown_timeout.get();
         match tokio::time::timeout(timeout, tasks.join_all()).await {

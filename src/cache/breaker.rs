@@ -154,6 +154,14 @@ impl CircuitBreaker {
         permit
     }
 
+    /// Asks to send one request to Redis, with a guard that reports the outcome even when
+    /// the request is cancelled midway (a Check the proxy gave up on): dropped unreported,
+    /// it counts as a failure, so a half-open trial always resolves and a Redis that makes
+    /// callers give up still opens the breaker.
+    pub fn attempt(&self) -> Attempt<'_> {
+        Attempt { breaker: self, permit: self.permit(), reported: false }
+    }
+
     /// Reports the outcome of a permitted request. `failed` is true only for failures
     /// that count ([`CacheError::counts_as_failure`]).
     pub fn record(&self, permit: Permit, failed: bool) {
@@ -220,6 +228,33 @@ impl CircuitBreaker {
     }
 }
 
+/// One permitted (or rejected) request; see [`CircuitBreaker::attempt`].
+pub struct Attempt<'a> {
+    breaker: &'a CircuitBreaker,
+    permit: Permit,
+    reported: bool,
+}
+
+impl Attempt<'_> {
+    pub fn permit(&self) -> Permit {
+        self.permit
+    }
+
+    /// Reports the outcome (`failed`: a failure that counts).
+    pub fn finish(mut self, failed: bool) {
+        self.reported = true;
+        self.breaker.record(self.permit, failed);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.reported && self.permit != Permit::Rejected {
+            self.breaker.record(self.permit, true);
+        }
+    }
+}
+
 /// A store that sends operations to `primary` (Redis or hybrid) through the breaker and
 /// serves them from `fallback` (memory) when the breaker is not closed or the primary fails
 /// — unless there is no fallback, in which case the caller gets the error.
@@ -246,12 +281,12 @@ impl BreakerStore {
             loop {
                 ticker.tick().await;
                 let Some(store) = weak.upgrade() else { return };
-                let permit = store.breaker.permit();
-                if permit == Permit::Rejected {
+                let attempt = store.breaker.attempt();
+                if attempt.permit() == Permit::Rejected {
                     continue;
                 }
                 let result = store.primary.health().await;
-                store.breaker.record(permit, result.as_ref().is_err_and(CacheError::counts_as_failure));
+                attempt.finish(result.as_ref().is_err_and(CacheError::counts_as_failure));
             }
         });
     }
@@ -260,12 +295,12 @@ impl BreakerStore {
 /// Runs `$op` on the primary through the breaker, or on the fallback.
 macro_rules! guarded {
     ($self:ident, $store:ident => $op:expr) => {{
-        let permit = $self.breaker.permit();
-        if permit != Permit::Rejected {
+        let attempt = $self.breaker.attempt();
+        if attempt.permit() != Permit::Rejected {
             let $store: &dyn Store = &*$self.primary;
             let result = $op.await;
             let failed = result.as_ref().is_err_and(CacheError::counts_as_failure);
-            $self.breaker.record(permit, failed);
+            attempt.finish(failed);
             if !failed {
                 return result;
             }
@@ -387,6 +422,26 @@ mod tests {
         b.record(Permit::Trial, false);
         assert_eq!(b.state(), CircuitState::Closed);
         assert_eq!(b.permit(), Permit::Allowed);
+    }
+
+    /// A half-open trial whose request is cancelled (the proxy gave up on the Check) still
+    /// resolves: the breaker does not stay half-open with nobody allowed to try.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_trial_resolves_and_the_next_one_can_close_the_breaker() {
+        let b = breaker();
+        for _ in 0..3 {
+            b.attempt().finish(true);
+        }
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let trial = b.attempt();
+        assert_eq!(trial.permit(), Permit::Trial);
+        drop(trial); // cancelled, never reported
+        assert_eq!(b.state(), CircuitState::Open, "a cancelled trial counts as a failed one");
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let next = b.attempt();
+        assert_eq!(next.permit(), Permit::Trial, "another trial is possible");
+        next.finish(false);
+        assert_eq!(b.state(), CircuitState::Closed);
     }
 
     #[tokio::test(start_paused = true)]

@@ -48,6 +48,11 @@ pub enum CacheError {
     /// failover, CLUSTERDOWN, MASTERDOWN…): unusable for now, like `Unavailable`.
     #[error("redis is not serving: {0}")]
     NotServing(String),
+    /// Redis refuses authgate itself: wrong password or ACL user (`WRONGPASS`, `NOAUTH`,
+    /// failed `AUTH`) or a missing ACL permission (`NOPERM`). A configuration problem: it
+    /// counts towards the breaker, and readiness fails while it lasts.
+    #[error("redis refuses authgate's credentials or permissions: {0}")]
+    Refused(String),
     /// Redis rejected this command (e.g. WRONGTYPE): a problem with the request, not with
     /// the server's health.
     #[error("redis rejected the command: {0}")]
@@ -65,7 +70,10 @@ impl CacheError {
     /// opening the circuit breaker. A missing key is not an error at all; a rejected
     /// command or an undecodable value is the caller's problem, not the store's.
     pub fn counts_as_failure(&self) -> bool {
-        matches!(self, CacheError::Unavailable(_) | CacheError::Timeout(_) | CacheError::NotServing(_))
+        matches!(
+            self,
+            CacheError::Unavailable(_) | CacheError::Timeout(_) | CacheError::NotServing(_) | CacheError::Refused(_)
+        )
     }
 }
 

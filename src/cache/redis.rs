@@ -249,14 +249,18 @@ fn classify(error: &RedisError, read_timeout: Duration) -> CacheError {
     if error.is_timeout() {
         return CacheError::Timeout(read_timeout);
     }
+    let refused = matches!(error.kind(), ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm))
+        || matches!(error.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
+    if refused {
+        return CacheError::Refused(error.to_string());
+    }
     match error.kind() {
         ErrorKind::Server(
             ServerErrorKind::BusyLoading
             | ServerErrorKind::ReadOnly
             | ServerErrorKind::ClusterDown
             | ServerErrorKind::MasterDown
-            | ServerErrorKind::TryAgain
-            | ServerErrorKind::NoPerm,
+            | ServerErrorKind::TryAgain,
         ) => CacheError::NotServing(error.to_string()),
         ErrorKind::Server(_) | ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
             CacheError::Rejected(error.to_string())
@@ -339,6 +343,8 @@ pub struct RedisStore {
     compare_and_delete: redis::Script,
     compare_and_expire: redis::Script,
     observer: Arc<dyn CacheObserver>,
+    /// Why the last health check failed (logged once per change of cause).
+    last_error: std::sync::Mutex<Option<CacheError>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -538,6 +544,7 @@ impl RedisStore {
             compare_and_delete: redis::Script::new(COMPARE_AND_DELETE),
             compare_and_expire: redis::Script::new(COMPARE_AND_EXPIRE),
             observer,
+            last_error: std::sync::Mutex::new(None),
         })
     }
 
@@ -561,6 +568,23 @@ impl RedisStore {
     /// Whether a health check has completed at all.
     pub fn health_checked(&self) -> bool {
         self.health_checks.load(Ordering::Relaxed) > 0
+    }
+
+    /// Why the last health check failed, if it did.
+    pub fn last_error(&self) -> Option<CacheError> {
+        self.last_error.lock().expect("last error lock").clone()
+    }
+
+    /// Remembers the health check's outcome and logs its cause once per change.
+    fn note_health(&self, error: Option<&CacheError>) {
+        let class = |e: Option<&CacheError>| e.map(std::mem::discriminant);
+        let mut last = self.last_error.lock().expect("last error lock");
+        if class(last.as_ref()) != class(error)
+            && let Some(error) = error
+        {
+            tracing::error!(%error, "redis health check failed");
+        }
+        *last = error.cloned();
     }
 
     /// Whether the last health check succeeded, and its round-trip time.
@@ -898,6 +922,7 @@ impl Store for RedisStore {
         }
         self.connected.store(ok, Ordering::Relaxed);
         self.health_checks.fetch_add(1, Ordering::Relaxed);
+        self.note_health(result.as_ref().err());
         result
     }
 }
@@ -916,6 +941,12 @@ mod tests {
         assert!(breaks_connection(&readonly));
         let wrongtype = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "WRONGTYPE"));
         assert!(!classify(&wrongtype, timeout).counts_as_failure());
+        // authgate's own credentials or permissions: refused, and it counts.
+        let auth = RedisError::from((ErrorKind::AuthenticationFailed, "Password authentication failed"));
+        assert!(matches!(classify(&auth, timeout), CacheError::Refused(_)));
+        let noperm = RedisError::from((ErrorKind::Server(ServerErrorKind::NoPerm), "NOPERM"));
+        assert!(matches!(classify(&noperm, timeout), CacheError::Refused(_)));
+        assert!(classify(&noperm, timeout).counts_as_failure());
     }
 
     #[test]

@@ -29,10 +29,12 @@ pub struct CacheStatus {
     pub breaker: Option<BreakerStatus>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RedisStatus {
     /// Whether the last health check reached Redis.
     pub connected: bool,
+    /// Why the last health check failed, if it did.
+    pub error: Option<String>,
     /// Round trip of the last successful health check.
     pub latency: Duration,
     pub pool: PoolFigures,
@@ -170,7 +172,8 @@ impl CacheSystem {
             mode: self.mode,
             redis: self.redis.as_ref().map(|redis| {
                 let (connected, latency) = redis.last_health();
-                RedisStatus { connected, latency, pool: redis.pool_figures() }
+                let error = redis.last_error().map(|e| e.to_string());
+                RedisStatus { connected, error, latency, pool: redis.pool_figures() }
             }),
             memory: MemoryStatus { entries: memory.entries(), size_bytes: memory.size_bytes() },
             breaker: self.breaker.as_ref().map(|b| BreakerStatus { state: b.state(), failures: b.failures() }),
@@ -179,6 +182,10 @@ impl CacheSystem {
 
     /// Why the cache cannot serve requests, if it cannot.
     pub fn unready_reason(&self) -> Option<String> {
+        // Redis refusing authgate is a configuration error, not an outage to ride out.
+        if let Some(error @ CacheError::Refused(_)) = self.redis.as_ref().and_then(|r| r.last_error()) {
+            return Some(error.to_string());
+        }
         let breaker = self.breaker.as_ref()?;
         (breaker.state() != CircuitState::Closed && !self.memory_fallback)
             .then(|| format!("redis circuit breaker {} and redis.memoryFallback is false", breaker.state().as_str()))

@@ -165,6 +165,12 @@ pub struct Config {
     /// Listener for `/healthz`, `/readyz` and `/metrics`. Default `0.0.0.0:9090`.
     #[serde(rename = "adminAddress")]
     pub admin_address: String,
+    /// After SIGTERM/SIGINT, how long authgate keeps serving while it already reports
+    /// NOT_SERVING (gRPC health) and 503 (`/readyz`), so that proxies health-checking it
+    /// stop sending requests before the listeners close. Longer than the proxies' health-check
+    /// interval times their unhealthy threshold. Default 5 s.
+    #[serde(rename = "drainDelay")]
+    pub drain_delay: Seconds,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT. Default 15 s.
     #[serde(rename = "shutdownTimeout")]
     pub shutdown_timeout: Seconds,
@@ -238,6 +244,7 @@ impl Default for Config {
             grpc_address: "0.0.0.0:9001".into(),
             http_address: "0.0.0.0:8080".into(),
             admin_address: "0.0.0.0:9090".into(),
+            drain_delay: Seconds::from_secs(5),
             shutdown_timeout: Seconds::from_secs(15),
             memory_cache_size: 100_000,
             memory_cache_memory_mb: 256,

@@ -101,3 +101,32 @@ async fn readyz_fails_while_the_breaker_is_open_without_fallback() {
     let body: serde_json::Value = reqwest::get(&readyz).await.unwrap().json().await.unwrap();
     assert!(body["reasons"][0].as_str().unwrap().contains("memoryFallback is false"), "{body}");
 }
+
+/// A wrong Redis password (or none where one is required) is a configuration error: logged
+/// with its cause, shown in `/healthz`, and `/readyz` fails, rather than a replica quietly
+/// running from memory.
+#[tokio::test]
+async fn a_wrong_redis_password_is_named_and_fails_readiness() {
+    let redis = crate::support::RedisServer::start_with(&["--requirepass", "the-right-one"]);
+    let idp = crate::support::Idp::start("http://127.0.0.1:1", &[]).await;
+    for password in ["  password: the-wrong-one\n", ""] {
+        let authgate = Authgate::builder()
+            .key("providerURL", &idp.issuer())
+            .yaml(&format!("redis:\n  enabled: true\n  address: {}\n  cacheMode: redis\n{password}", redis.address()))
+            .start()
+            .await;
+        let readyz = format!("http://{}/readyz", authgate.admin);
+        crate::support::wait_until("readiness naming the refusal", async || {
+            let body: serde_json::Value = reqwest::get(&readyz).await.unwrap().json().await.unwrap();
+            body["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r.as_str().unwrap().contains("refuses")))
+        })
+        .await;
+        assert_eq!(reqwest::get(&readyz).await.unwrap().status(), 503);
+        let health: serde_json::Value =
+            reqwest::get(format!("http://{}/healthz", authgate.admin)).await.unwrap().json().await.unwrap();
+        assert!(health["cache"]["redis"]["error"].as_str().unwrap().contains("refuses"), "{health}");
+        let logs = authgate.logs();
+        assert_eq!(logs.matches("redis health check failed").count(), 1, "logged once, with its cause:\n{logs}");
+        assert!(!logs.contains("the-wrong-one"), "the password is never logged");
+    }
+}

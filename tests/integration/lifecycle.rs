@@ -27,6 +27,7 @@ async fn health_turns_not_serving_when_shutdown_begins() {
         grpc_address: "127.0.0.1:0".into(),
         http_address: "127.0.0.1:0".into(),
         admin_address: "127.0.0.1:0".into(),
+        drain_delay: authgate::config::Seconds::from_secs(0),
         ..Config::default()
     };
     assert!(config.validate().is_empty(), "{:?}", config.validate());
@@ -57,4 +58,22 @@ async fn health_turns_not_serving_when_shutdown_begins() {
     drop(client);
     running.await.unwrap().unwrap();
     assert!(reqwest::get(format!("http://{}/healthz", addrs.admin)).await.is_err());
+}
+
+#[tokio::test]
+async fn after_sigterm_requests_are_still_served_for_the_drain_delay() {
+    let mut authgate = Authgate::builder().key("excludedURLs", "[/public]").key("drainDelay", "3").start().await;
+    let client = reqwest::Client::new();
+    let readyz = format!("http://{}/readyz", authgate.admin);
+    authgate.send_sigterm();
+    crate::support::wait_until("readiness failing", async || {
+        client.get(&readyz).send().await.is_ok_and(|r| r.status() == 503)
+    })
+    .await;
+    // Not ready any more, but still answering: proxies that have not noticed yet lose nothing.
+    let served = crate::support::forward_auth(&client, authgate.http, "/public/x").send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    let status = authgate.wait_exit();
+    assert!(status.success(), "{status}:\n{}", authgate.logs());
+    assert!(authgate.logs().contains("still serving while proxies stop sending"), "{}", authgate.logs());
 }

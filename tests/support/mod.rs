@@ -122,6 +122,8 @@ impl Authgate {
         keys.insert("forceHTTPS".into(), "false".into());
         keys.insert("logLevel".into(), "debug".into());
         keys.insert("shutdownTimeout".into(), "5".into());
+        // Tests that stop authgate do not wait for proxies to notice (lifecycle.rs tests it).
+        keys.insert("drainDelay".into(), "0".into());
         AuthgateBuilder { http_port: None, keys, extra: String::new(), env: Vec::new() }
     }
 
@@ -152,6 +154,16 @@ impl Authgate {
 
     pub fn config_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Sends SIGTERM without waiting for the exit.
+    pub fn send_sigterm(&self) {
+        terminate(&self.child);
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_exit(&mut self.child, Duration::from_secs(20))
     }
 
     /// SIGTERM, then the exit status.
