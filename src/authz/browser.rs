@@ -13,7 +13,7 @@ use super::decision::{AuthRequest, Decision, Outcome};
 use super::identity::Admission;
 use crate::cache::{Cache, Kind, token_key};
 use crate::claims::{str_claim, u64_claim};
-use crate::clock::{after, now};
+use crate::clock::now;
 use crate::config::Config;
 use crate::oidc::Verdict;
 use crate::oidc::client::{ExpectedNonce, RpClient, TokenError};
@@ -34,8 +34,6 @@ pub const MAX_FLOW_COOKIES_EXAMINED: usize = 8;
 /// Longest path (with query) a login returns to; a longer one returns to `/` (it would
 /// make the flow cookie larger than browsers keep).
 pub const MAX_RETURN_PATH: usize = 2048;
-/// The access-token lifetime assumed when the provider does not say.
-const DEFAULT_EXPIRES_IN: u64 = 300;
 
 /// What a flow cookie carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,11 +219,11 @@ impl Browser {
     /// flow): `None` when it has none of them, `Some(None)` when nothing else remains.
     pub(crate) fn cookies_for_upstream(&self, request: &AuthRequest) -> Option<Option<String>> {
         let ours = |c: &Cookie<'_>| c.name() == self.session_cookie || c.name().starts_with(&self.flow_cookie_prefix);
-        if !cookies(request).any(|c| ours(&c)) {
+        let (authgate, rest): (Vec<Cookie<'_>>, Vec<Cookie<'_>>) = cookies(request).partition(ours);
+        if authgate.is_empty() {
             return None;
         }
-        let rest: Vec<String> =
-            cookies(request).filter(|c| !ours(c)).map(|c| format!("{}={}", c.name(), c.value())).collect();
+        let rest: Vec<String> = rest.iter().map(|c| format!("{}={}", c.name(), c.value())).collect();
         Some((!rest.is_empty()).then(|| rest.join("; ")))
     }
 
@@ -358,9 +356,9 @@ impl Browser {
         let record = SessionRecord {
             claims,
             id_token,
+            access_expires_at: tokens.access_expires_at(),
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
-            access_expires_at: after(tokens.expires_in.unwrap_or(DEFAULT_EXPIRES_IN)),
             created_at: now(),
         };
         let session_id = match self.sessions.create(&record).await {

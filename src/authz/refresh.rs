@@ -23,8 +23,6 @@ pub const REFRESH_LEASE: Duration = Duration::from_secs(10);
 pub const REFRESH_WAIT: Duration = Duration::from_secs(15);
 /// How often a waiting replica looks whether the lock holder has finished.
 const LOCK_POLL: Duration = Duration::from_millis(50);
-/// The access-token lifetime assumed when the provider does not say.
-const DEFAULT_EXPIRES_IN: u64 = 300;
 
 pub struct Refresher {
     client: Arc<RpClient>,
@@ -178,12 +176,12 @@ impl Refresher {
             record.claims = claims;
             record.id_token = id_token;
         }
+        record.access_expires_at = tokens.access_expires_at();
         record.access_token = tokens.access_token;
         // Rotation: the provider may send a new refresh token; otherwise keep ours.
         if tokens.refresh_token.is_some() {
             record.refresh_token = tokens.refresh_token;
         }
-        record.access_expires_at = after(tokens.expires_in.unwrap_or(DEFAULT_EXPIRES_IN));
         self.sessions.save(id, &record).await.map_err(|_| Reason::CacheUnavailable)?;
         tracing::debug!(at = now(), "session tokens refreshed");
         Ok(Some(record))

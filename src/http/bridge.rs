@@ -73,6 +73,18 @@ impl Bridge {
         }
     }
 
+    /// A request made to the bridge itself (the login endpoints nginx proxies to it): the
+    /// proxy passed the client's `Host` on.
+    fn direct_request(&self, method: &Method, path: String, headers: &HeaderMap) -> AuthRequest {
+        AuthRequest {
+            method: method.to_string(),
+            scheme: if self.force_https { "https" } else { "http" }.to_owned(),
+            host: single(headers, "host").unwrap_or_default().to_owned(),
+            path,
+            headers: joined(headers),
+        }
+    }
+
     /// Whether a call comes from a configured proxy (address and, when set, secret).
     fn check_caller(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Reason> {
         let ip = peer.ip().to_canonical();
@@ -160,13 +172,8 @@ async fn direct(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let request = bridge.check_caller(peer, &headers).map(|()| AuthRequest {
-        method: method.to_string(),
-        scheme: if bridge.force_https { "https" } else { "http" }.to_owned(),
-        host: single(&headers, "host").unwrap_or_default().to_owned(),
-        path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
-        headers: joined(&headers),
-    });
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let request = bridge.check_caller(peer, &headers).map(|()| bridge.direct_request(&method, path, &headers));
     let request = request.map_err(Decision::bad_request);
     let decision = observed_decision(&bridge.authorizer, request.as_ref().map_err(Clone::clone), "http").await;
     http_response(decision, &[], "")
@@ -189,17 +196,12 @@ async fn start_login(
         .and_then(|q| q.strip_prefix("rd="))
         .map(|rd| percent_encoding::percent_decode_str(rd).decode_utf8_lossy().into_owned())
         .unwrap_or_else(|| "/".to_owned());
-    let request = AuthRequest {
-        method: "GET".into(),
-        scheme: if bridge.force_https { "https" } else { "http" }.to_owned(),
-        host: single(&headers, "host").unwrap_or_default().to_owned(),
-        path: rd,
-        headers: joined(&headers),
-    };
+    let request = bridge.direct_request(&Method::GET, rd, &headers);
     http_response(bridge.authorizer.start_login(&request), &[], "")
 }
 
-/// A header that must appear at most once; `Err` when repeated.
+/// A header that must appear at most once: its value, or `None` when absent, repeated or
+/// not text.
 fn single<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?.to_str().ok();
@@ -287,25 +289,26 @@ pub fn original_request(
 /// carries every header in `managed` (empty when the decision sets no value) and `Cookie`
 /// (the request's cookies minus authgate's when `stripAuthCookies` removed some).
 pub fn http_response(decision: Decision, managed: &[String], cookie: &str) -> Response {
-    let (status, mut headers) = match decision.outcome {
-        Outcome::Allow => (StatusCode::OK, decision.upstream_headers.clone()),
-        Outcome::Error => (StatusCode::SERVICE_UNAVAILABLE, decision.response_headers.clone()),
+    let Decision { outcome, status, upstream_headers, upstream_remove, response_headers, body, .. } = decision;
+    let (status, mut headers) = match outcome {
+        Outcome::Allow => (StatusCode::OK, upstream_headers),
+        Outcome::Error => (StatusCode::SERVICE_UNAVAILABLE, response_headers),
         Outcome::Deny | Outcome::Redirect => {
-            (StatusCode::from_u16(decision.status).unwrap_or(StatusCode::FORBIDDEN), decision.response_headers.clone())
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN), response_headers)
         }
     };
-    if decision.outcome == Outcome::Allow {
+    if outcome == Outcome::Allow {
         for name in managed {
             if !headers.iter().any(|(n, _)| n == name) {
                 headers.push((name.clone(), String::new()));
             }
         }
         if !headers.iter().any(|(n, _)| n == "cookie") {
-            let value = if decision.upstream_remove.iter().any(|n| n == "cookie") { "" } else { cookie };
+            let value = if upstream_remove.iter().any(|n| n == "cookie") { "" } else { cookie };
             headers.push(("cookie".into(), value.to_owned()));
         }
     }
-    let mut response = (status, decision.body).into_response();
+    let mut response = (status, body).into_response();
     for (name, value) in headers {
         match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
             (Ok(name), Ok(value)) => {
@@ -313,7 +316,7 @@ pub fn http_response(decision: Decision, managed: &[String], cookie: &str) -> Re
             }
             // Identity values are encoded before they get here; anything else unsendable
             // must not leave an allowed request with the client's copy of the header.
-            _ if decision.outcome == Outcome::Allow => {
+            _ if outcome == Outcome::Allow => {
                 tracing::error!(header = %name, "an identity header could not be sent: refusing the request");
                 return (StatusCode::SERVICE_UNAVAILABLE, "authentication temporarily unavailable\n").into_response();
             }

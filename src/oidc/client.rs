@@ -80,6 +80,16 @@ pub struct Tokens {
     pub expires_in: Option<u64>,
 }
 
+/// The access-token lifetime assumed when the provider does not say.
+const DEFAULT_EXPIRES_IN: u64 = 300;
+
+impl Tokens {
+    /// When the access token expires (epoch seconds; saturating on absurd lifetimes).
+    pub fn access_expires_at(&self) -> u64 {
+        crate::clock::after(self.expires_in.unwrap_or(DEFAULT_EXPIRES_IN))
+    }
+}
+
 /// Why a token request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
