@@ -1,7 +1,7 @@
 //! Health as the admin listener reports it: `/healthz` (liveness plus the seed's JSON),
 //! `/readyz`, and the draining flag that gRPC health mirrors during shutdown.
 
-use crate::cache::{CacheStatus, CacheSystem};
+use crate::cache::{CacheStatus, CacheSystem, ErrorClass};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +34,16 @@ pub struct CacheReport {
     /// Present when Redis (and so the breaker) is part of the mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<BreakerReport>,
+    /// Other replicas of this deployment seen in Redis, and those that disagree on
+    /// `cacheMode`/`keyPrefix` (not in the seed's shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicasReport>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReplicasReport {
+    pub seen: usize,
+    pub disagreeing: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -42,6 +52,9 @@ pub struct RedisReport {
     /// Why the last health check failed (not in the seed's shape; absent when healthy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The class of that error (`authgate_redis_errors_total`'s label); absent when healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<&'static str>,
     pub latency: String,
     pub pool: PoolReport,
 }
@@ -123,6 +136,7 @@ impl From<CacheStatus> for CacheReport {
             redis: status.redis.map(|redis| RedisReport {
                 connected: redis.connected,
                 error: redis.error,
+                error_class: redis.error_class.map(ErrorClass::as_str),
                 latency: format_latency(redis.latency),
                 pool: PoolReport { active: redis.pool.active, idle: redis.pool.idle, total: redis.pool.total },
             }),
@@ -130,6 +144,7 @@ impl From<CacheStatus> for CacheReport {
             circuit_breaker: status
                 .breaker
                 .map(|b| BreakerReport { state: b.state.as_str(), failures: u64::from(b.failures) }),
+            replicas: status.peers.map(|p| ReplicasReport { seen: p.seen, disagreeing: p.disagreeing }),
         }
     }
 }

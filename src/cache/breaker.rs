@@ -15,6 +15,11 @@
 //! operation from its memory fallback without trying Redis, except for the single trial
 //! request of the half-open state. A periodic health check goes through the breaker too,
 //! so it opens without traffic and closes by itself once Redis is back.
+//!
+//! Reads the primary can answer from its own memory ([`Store::fetch_local`], the hybrid
+//! L1) bypass the breaker entirely: they neither reset its failure count (which would keep
+//! it from ever opening while L1 hits hide a Redis outage) nor get refused while it is
+//! open (which would trade a warm L1 for an empty fallback).
 
 use super::memory::MemoryStore;
 use super::{CacheError, Store, Tier};
@@ -75,6 +80,8 @@ pub struct CircuitBreaker {
     memory_fallback: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
     on_transition: Mutex<Vec<TransitionHook>>,
+    /// The cause of the last counted failure, named in the log lines of state changes.
+    last_cause: Mutex<String>,
 }
 
 /// Whether a request may go to Redis, and if so whether it is the half-open trial.
@@ -100,6 +107,7 @@ impl CircuitBreaker {
                 transitions: 0,
             }),
             on_transition: Mutex::new(Vec::new()),
+            last_cause: Mutex::new(String::new()),
         }
     }
 
@@ -203,11 +211,17 @@ impl CircuitBreaker {
         (from, to)
     }
 
+    /// Remembers why the last failure counted, for the log lines of state changes.
+    fn note_cause(&self, cause: String) {
+        *self.last_cause.lock().expect("breaker cause lock") = cause;
+    }
+
     fn notify(&self, changed: Option<(CircuitState, CircuitState)>) {
         let Some((from, to)) = changed else { return };
         match to {
             CircuitState::Open => {
-                tracing::error!(from = from.as_str(), "Circuit breaker opened");
+                let cause = self.last_cause.lock().expect("breaker cause lock").clone();
+                tracing::error!(from = from.as_str(), error = %cause, "Circuit breaker opened");
                 if from == CircuitState::Closed {
                     if self.memory_fallback.load(std::sync::atomic::Ordering::Relaxed) {
                         tracing::warn!("Falling back to memory cache");
@@ -245,11 +259,27 @@ impl Attempt<'_> {
         self.reported = true;
         self.breaker.record(self.permit, failed);
     }
+
+    /// Reports the outcome of `result`; returns whether it counted as a failure.
+    pub fn finish_with<T>(self, result: &Result<T, CacheError>) -> bool {
+        let failed = match result {
+            Err(error) if error.counts_as_failure() => {
+                self.breaker.note_cause(error.to_string());
+                true
+            }
+            _ => false,
+        };
+        self.finish(failed);
+        failed
+    }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.reported && self.permit != Permit::Rejected {
+            self.breaker.note_cause(
+                "cancelled before redis answered (the caller gave up, e.g. the proxy's ext_authz timeout)".into(),
+            );
             self.breaker.record(self.permit, true);
         }
     }
@@ -283,10 +313,13 @@ impl BreakerStore {
                 let Some(store) = weak.upgrade() else { return };
                 let attempt = store.breaker.attempt();
                 if attempt.permit() == Permit::Rejected {
+                    // Still look, without counting: `/healthz` and the error log must
+                    // follow Redis while the breaker waits out its timeout.
+                    let _ = store.primary.health().await;
                     continue;
                 }
                 let result = store.primary.health().await;
-                attempt.finish(result.as_ref().is_err_and(CacheError::counts_as_failure));
+                attempt.finish_with(&result);
             }
         });
     }
@@ -299,8 +332,7 @@ macro_rules! guarded {
         if attempt.permit() != Permit::Rejected {
             let $store: &dyn Store = &*$self.primary;
             let result = $op.await;
-            let failed = result.as_ref().is_err_and(CacheError::counts_as_failure);
-            attempt.finish(failed);
+            let failed = attempt.finish_with(&result);
             if !failed {
                 return result;
             }
@@ -324,11 +356,23 @@ impl Store for BreakerStore {
         self.primary.tier()
     }
 
+    fn fetch_local(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        self.primary.fetch_local(key)
+    }
+
     async fn fetch(&self, key: &str) -> Result<Option<(Vec<u8>, Tier)>, CacheError> {
+        // An answer from the primary's own memory (the hybrid L1) involves no Redis round
+        // trip: it is not Redis's success to count, nor refused while the breaker is open.
+        if let Some(known) = self.primary.fetch_local(key) {
+            return Ok(known.map(|value| (value, Tier::Memory)));
+        }
         guarded!(self, store => store.fetch(key))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        if let Some(known) = self.primary.fetch_local(key) {
+            return Ok(known);
+        }
         guarded!(self, store => store.get(key))
     }
 

@@ -14,6 +14,19 @@
 //! socket that died silently; `hybridL1MaxTTL` bounds how long an L1 copy can be served in
 //! that case. A fill racing with an invalidation is discarded (a generation counter), so
 //! an L1 never keeps a value older than one it was told about.
+//!
+//! Known absences: keys under one of the `remember_absent` prefixes (the logout markers)
+//! are absent on nearly every read, and an absent key is not a value L1 could hold, so
+//! every request would pay a Redis round trip to learn "not revoked". For those keys L1
+//! also remembers that L2 had no value, under the same rules: only while subscribed,
+//! dropped by the invalidation that any write of the key publishes, discarded when an
+//! invalidation raced with the read, and for at most `hybridL1MaxTTL`. Only keys whose
+//! every write publishes qualify (`set`, not `set_if_absent`).
+//!
+//! Because L1 answers without I/O ([`Store::fetch_local`]), the circuit breaker in front
+//! of this store is not consulted for L1 hits: they neither count as Redis successes nor
+//! are refused while it is open. During a Redis pause the subscription socket stays up
+//! and no replica can write, so L1 keeps serving sessions and known absences.
 
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
@@ -36,6 +49,9 @@ pub struct HybridStore {
     instance: String,
     channel: String,
     l1_max_ttl: Duration,
+    /// Keys L2 did not have, for the `remember_absent` prefixes (see the module doc).
+    absent: moka::sync::Cache<String, ()>,
+    remember_absent: Vec<String>,
     /// Bumped by every invalidation received; a fill that saw another value is discarded.
     generation: AtomicU64,
     subscribed: AtomicBool,
@@ -52,7 +68,24 @@ impl HybridStore {
     /// Builds the store and starts its invalidation subscriber (reconnecting with backoff
     /// for as long as the store lives).
     pub fn start(l1: MemoryStore, l2: Arc<RedisStore>, l1_max_ttl: Duration) -> Arc<Self> {
+        Self::start_remembering_absent(l1, l2, l1_max_ttl, &[])
+    }
+
+    /// Like [`HybridStore::start`]; L1 also remembers that keys starting with one of
+    /// `prefixes` are absent from L2 (see the module doc for which keys qualify).
+    pub fn start_remembering_absent(
+        l1: MemoryStore,
+        l2: Arc<RedisStore>,
+        l1_max_ttl: Duration,
+        prefixes: &[&str],
+    ) -> Arc<Self> {
+        let absent = moka::sync::Cache::builder()
+            .max_capacity(l1.capacity_entries())
+            .time_to_live(l1_max_ttl.max(Duration::from_millis(1)))
+            .build();
         let store = Arc::new(HybridStore {
+            absent,
+            remember_absent: prefixes.iter().map(|p| (*p).to_owned()).collect(),
             // Random per store: tells this replica's own invalidations from the others'.
             instance: format!("{:016x}", fastrand::u64(..)),
             channel: l2.invalidation_channel(),
@@ -98,10 +131,45 @@ impl HybridStore {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.invalidations_received.fetch_add(1, Ordering::Relaxed);
         if key == ALL_KEYS {
-            self.l1.invalidate_all();
+            self.forget_all();
         } else {
-            self.l1.invalidate(key);
+            self.forget(key);
         }
+    }
+
+    /// Drops what L1 knows of `key`, value or absence.
+    fn forget(&self, key: &str) {
+        self.l1.invalidate(key);
+        self.absent.invalidate(key);
+    }
+
+    fn forget_all(&self) {
+        self.l1.invalidate_all();
+        self.absent.invalidate_all();
+    }
+
+    fn remembers_absence(&self, key: &str) -> bool {
+        self.remember_absent.iter().any(|prefix| key.starts_with(prefix.as_str()))
+    }
+
+    /// Remembers that L2 had no `key`, unless an invalidation arrived meanwhile.
+    fn fill_absent(&self, key: &str, generation_before: u64) {
+        if self.is_subscribed()
+            && self.remembers_absence(key)
+            && self.generation.load(Ordering::SeqCst) == generation_before
+        {
+            self.absent.insert(key.to_owned(), ());
+            // An invalidation that raced with the insert must win.
+            if self.generation.load(Ordering::SeqCst) != generation_before {
+                self.absent.invalidate(key);
+            }
+        }
+    }
+
+    /// Known absences remembered (for tests and `/healthz`-style figures).
+    pub fn known_absent(&self) -> u64 {
+        self.absent.run_pending_tasks();
+        self.absent.entry_count()
     }
 
     /// Fills L1 after an L2 read or write, unless an invalidation arrived meanwhile.
@@ -109,6 +177,7 @@ impl HybridStore {
         if !self.is_subscribed() {
             return;
         }
+        self.absent.invalidate(key);
         if self.generation.load(Ordering::SeqCst) == generation_before {
             self.l1.set_local(key, value, self.l1_ttl(ttl));
         } else {
@@ -135,7 +204,7 @@ async fn subscriber(store: Weak<HybridStore>) {
         };
         // Messages sent while we were not subscribed are lost: start L1 afresh.
         strong.generation.fetch_add(1, Ordering::SeqCst);
-        strong.l1.invalidate_all();
+        strong.forget_all();
         strong.subscribed.store(true, Ordering::SeqCst);
         tracing::debug!(channel = %strong.channel, "hybrid cache: invalidation subscription up");
         backoff.reset();
@@ -173,11 +242,19 @@ impl Store for HybridStore {
         Tier::Redis
     }
 
+    fn fetch_local(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        if !self.is_subscribed() {
+            return None;
+        }
+        if let Some(value) = self.l1.get_local(key) {
+            return Some(Some(value));
+        }
+        self.absent.contains_key(key).then_some(None)
+    }
+
     async fn fetch(&self, key: &str) -> Result<Option<(Vec<u8>, Tier)>, CacheError> {
-        if self.is_subscribed()
-            && let Some(value) = self.l1.get(key).await?
-        {
-            return Ok(Some((value, Tier::Memory)));
+        if let Some(known) = self.fetch_local(key) {
+            return Ok(known.map(|value| (value, Tier::Memory)));
         }
         let before = self.generation.load(Ordering::SeqCst);
         match self.l2.get_with_ttl(key).await? {
@@ -185,7 +262,10 @@ impl Store for HybridStore {
                 self.fill(key, &value, ttl, before);
                 Ok(Some((value, Tier::Redis)))
             }
-            None => Ok(None),
+            None => {
+                self.fill_absent(key, before);
+                Ok(None)
+            }
         }
     }
 
@@ -219,7 +299,7 @@ impl Store for HybridStore {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {
-        self.l1.invalidate(key);
+        self.forget(key);
         self.l2.delete_and_publish(key, &self.channel, &self.message(key)).await
     }
 
@@ -233,7 +313,7 @@ impl Store for HybridStore {
     async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, CacheError> {
         let deleted = self.l2.compare_and_delete(key, expected).await?;
         if deleted {
-            self.l1.invalidate(key);
+            self.forget(key);
             self.l2.publish(&self.channel, &self.message(key)).await?;
         }
         Ok(deleted)
@@ -244,7 +324,7 @@ impl Store for HybridStore {
     }
 
     async fn clear(&self) -> Result<(), CacheError> {
-        self.l1.invalidate_all();
+        self.forget_all();
         self.l2.clear().await?;
         self.l2.publish(&self.channel, &self.message(ALL_KEYS)).await
     }

@@ -52,6 +52,7 @@ impl moka::Expiry<String, Entry> for PerEntryTtl {
 pub struct MemoryStore {
     cache: moka::sync::Cache<String, Entry>,
     bytes: Arc<AtomicI64>,
+    max_entries: u64,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -84,7 +85,12 @@ impl MemoryStore {
                 listener_bytes.fetch_sub(entry_bytes(&key, &entry.value) as i64, Ordering::Relaxed);
             })
             .build();
-        MemoryStore { cache, bytes }
+        MemoryStore { cache, bytes, max_entries }
+    }
+
+    /// The most entries this store holds (its `max_entries`).
+    pub fn capacity_entries(&self) -> u64 {
+        self.max_entries
     }
 
     /// Entries currently held (expired ones may count until moka's housekeeping runs).
@@ -119,6 +125,11 @@ impl MemoryStore {
     /// Inserts without going through the async interface; the hybrid store fills its L1 with this.
     pub fn set_local(&self, key: &str, value: &[u8], ttl: Duration) {
         self.insert(key, value, ttl);
+    }
+
+    /// The live value of `key`, synchronously; the hybrid store reads its L1 with this.
+    pub fn get_local(&self, key: &str) -> Option<Vec<u8>> {
+        self.live(key).map(|e| e.value.to_vec())
     }
 
     /// Removes everything; used by the hybrid store when invalidations may have been lost.

@@ -11,6 +11,7 @@
 //! - [`breaker`]: the circuit breaker state machine and the store decorator that serves
 //!   from memory while Redis is failing.
 //! - [`value`]: the versioned, typed envelope every value is stored in.
+//! - [`peers`]: the roll call that detects replicas disagreeing on mode or key prefix.
 //! - [`system`]: builds the configured combination and reports its own status
 //!   ([`CacheStatus`]), which `/healthz` serialises.
 //! - [`Cache`] (this file): what the rest of authgate uses: typed get/set per [`Kind`],
@@ -23,6 +24,7 @@ pub mod breaker;
 pub mod hybrid;
 pub mod markers;
 pub mod memory;
+pub mod peers;
 pub mod redis;
 pub mod system;
 pub mod value;
@@ -49,8 +51,9 @@ pub enum CacheError {
     #[error("redis is not serving: {0}")]
     NotServing(String),
     /// Redis refuses authgate itself: wrong password or ACL user (`WRONGPASS`, `NOAUTH`,
-    /// failed `AUTH`) or a missing ACL permission (`NOPERM`). A configuration problem: it
-    /// counts towards the breaker, and readiness fails while it lasts.
+    /// failed `AUTH`), a missing ACL permission (`NOPERM`), or a server too old to speak
+    /// RESP3 (before Redis 6). A configuration problem: it counts towards the breaker, and
+    /// readiness fails while it lasts.
     #[error("redis refuses authgate's credentials or permissions: {0}")]
     Refused(String),
     /// Redis rejected this command (e.g. WRONGTYPE): a problem with the request, not with
@@ -77,11 +80,98 @@ impl CacheError {
     }
 }
 
+/// What kind of Redis trouble an error is: the label of `authgate_redis_errors_total`,
+/// the `error_class` of `/healthz`, and what the log names when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ErrorClass {
+    /// Nothing listens at the address (connection refused, DNS failure).
+    ConnectionRefused = 1,
+    /// An established connection broke (reset, closed, I/O error).
+    ConnectionLost,
+    /// No reply within `readTimeout` (or no connection within `dialTimeout`).
+    Timeout,
+    /// No connection free in the pool within `poolTimeout`.
+    PoolTimeout,
+    /// `NOAUTH`, `WRONGPASS`, a failed `AUTH`: the password or ACL user is wrong.
+    Auth,
+    /// `NOPERM`: the ACL user lacks a command or key permission.
+    NoPerm,
+    /// The TLS handshake failed (certificate, protocol, plain-text server).
+    Tls,
+    /// `MOVED`/`ASK` redirections not settled within `maxRedirects` (a resharding or a
+    /// stale cluster map).
+    Moved,
+    /// `LOADING`: Redis is loading its dataset after a restart.
+    Loading,
+    /// `READONLY`: the node became a replica (failover) and refuses writes.
+    ReadOnly,
+    /// `CLUSTERDOWN`, `MASTERDOWN`, `TRYAGAIN`: the cluster or the master is not serving.
+    ClusterDown,
+    /// The server does not speak RESP3 (`HELLO`): older than Redis 6.
+    UnsupportedVersion,
+    /// Redis rejected one command (e.g. `WRONGTYPE`): not a sign of ill health.
+    CommandRejected,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorClass {
+    pub const ALL: [ErrorClass; 14] = [
+        ErrorClass::ConnectionRefused,
+        ErrorClass::ConnectionLost,
+        ErrorClass::Timeout,
+        ErrorClass::PoolTimeout,
+        ErrorClass::Auth,
+        ErrorClass::NoPerm,
+        ErrorClass::Tls,
+        ErrorClass::Moved,
+        ErrorClass::Loading,
+        ErrorClass::ReadOnly,
+        ErrorClass::ClusterDown,
+        ErrorClass::UnsupportedVersion,
+        ErrorClass::CommandRejected,
+        ErrorClass::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::ConnectionRefused => "connection_refused",
+            ErrorClass::ConnectionLost => "connection_lost",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::PoolTimeout => "pool_timeout",
+            ErrorClass::Auth => "auth",
+            ErrorClass::NoPerm => "noperm",
+            ErrorClass::Tls => "tls",
+            ErrorClass::Moved => "moved",
+            ErrorClass::Loading => "loading",
+            ErrorClass::ReadOnly => "readonly",
+            ErrorClass::ClusterDown => "clusterdown",
+            ErrorClass::UnsupportedVersion => "unsupported_version",
+            ErrorClass::CommandRejected => "command_rejected",
+            ErrorClass::Other => "other",
+        }
+    }
+
+    /// Whether errors of this class say Redis (or authgate's access to it) is unwell.
+    pub fn is_health(self) -> bool {
+        self != ErrorClass::CommandRejected
+    }
+
+    /// The inverse of `self as u8` (0 and unknown values are `None`).
+    pub fn from_u8(value: u8) -> Option<ErrorClass> {
+        ErrorClass::ALL.into_iter().find(|c| *c as u8 == value)
+    }
+}
+
 /// What the cache reports to whoever watches it (the metrics), handed in at construction
 /// so the cache never reaches up into telemetry.
 pub trait CacheObserver: Send + Sync + 'static {
     /// One Redis round trip of command `op` took `took`.
     fn redis_operation(&self, op: &'static str, took: Duration);
+
+    /// One Redis request failed with an error of `class`.
+    fn redis_error(&self, _class: ErrorClass) {}
 }
 
 /// An observer that ignores everything (tests, benchmarks).
@@ -117,6 +207,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The tier this store's reads come from (the hybrid store answers per read).
     fn tier(&self) -> Tier;
+
+    /// The answer to a read that this store can give from process memory, without any
+    /// I/O and so without the circuit breaker: `Some(Some(value))` or `Some(None)` ("known
+    /// absent"), or `None` when only the backing store can tell. The hybrid store answers
+    /// from its L1 here; the others never do.
+    fn fetch_local(&self, _key: &str) -> Option<Option<Vec<u8>>> {
+        None
+    }
 
     /// Like [`Store::get`], also saying which tier answered.
     async fn fetch(&self, key: &str) -> Result<Option<(Vec<u8>, Tier)>, CacheError> {

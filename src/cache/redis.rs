@@ -26,7 +26,7 @@
 //! retry after a lost reply could report "taken" for our own write). In cluster mode the
 //! client's own retry budget (`maxRetries + maxRedirects`) covers MOVED/ASK redirects.
 
-use super::{CacheError, CacheObserver, NoObserver, Store, Tier, ttl_millis};
+use super::{CacheError, CacheObserver, ErrorClass, NoObserver, Store, Tier, ttl_millis};
 use crate::config::RedisConfig;
 use crate::retry::Backoff;
 use async_trait::async_trait;
@@ -39,7 +39,7 @@ use redis::{
     PushInfo, RedisError, RedisFuture, RedisResult, ServerErrorKind, TlsCertificates, Value,
 };
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod routing;
@@ -244,10 +244,21 @@ impl Request<'_> {
     }
 }
 
+/// Whether `error` is a pre-6.0 server failing the RESP3 handshake (`HELLO 3`).
+fn is_unsupported_version(error: &RedisError) -> bool {
+    let text = error.to_string();
+    text.contains("HELLO") && (text.contains("unknown command") || text.contains("unknown subcommand"))
+}
+
 /// Sorts a client error into what the breaker and the caller need to know.
 fn classify(error: &RedisError, read_timeout: Duration) -> CacheError {
     if error.is_timeout() {
         return CacheError::Timeout(read_timeout);
+    }
+    if is_unsupported_version(error) {
+        return CacheError::Refused(format!(
+            "Redis 6.0 or later is needed (authgate speaks RESP3, and this server does not know HELLO): {error}"
+        ));
     }
     let refused = matches!(error.kind(), ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm))
         || matches!(error.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
@@ -267,6 +278,51 @@ fn classify(error: &RedisError, read_timeout: Duration) -> CacheError {
         }
         _ => CacheError::Unavailable(error.to_string()),
     }
+}
+
+/// What kind of trouble `error` is, for the operator (metric label, log, `/healthz`).
+fn error_class(error: &RedisError) -> ErrorClass {
+    if error.is_timeout() {
+        return ErrorClass::Timeout;
+    }
+    if is_unsupported_version(error) {
+        return ErrorClass::UnsupportedVersion;
+    }
+    match error.code() {
+        Some("NOAUTH" | "WRONGPASS") => return ErrorClass::Auth,
+        Some("NOPERM") => return ErrorClass::NoPerm,
+        Some("LOADING") => return ErrorClass::Loading,
+        Some("READONLY") => return ErrorClass::ReadOnly,
+        Some("MOVED" | "ASK") => return ErrorClass::Moved,
+        Some("CLUSTERDOWN" | "MASTERDOWN" | "TRYAGAIN") => return ErrorClass::ClusterDown,
+        _ => {}
+    }
+    match error.kind() {
+        ErrorKind::AuthenticationFailed => return ErrorClass::Auth,
+        ErrorKind::Server(ServerErrorKind::NoPerm) => return ErrorClass::NoPerm,
+        ErrorKind::Server(ServerErrorKind::BusyLoading) => return ErrorClass::Loading,
+        ErrorKind::Server(ServerErrorKind::ReadOnly) => return ErrorClass::ReadOnly,
+        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask) => return ErrorClass::Moved,
+        ErrorKind::Server(ServerErrorKind::ClusterDown | ServerErrorKind::MasterDown | ServerErrorKind::TryAgain) => {
+            return ErrorClass::ClusterDown;
+        }
+        ErrorKind::Server(_) | ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
+            return ErrorClass::CommandRejected;
+        }
+        _ => {}
+    }
+    // rustls reports handshake failures as I/O errors; its messages name what failed.
+    let text = error.to_string().to_ascii_lowercase();
+    if ["tls", "certificate", "handshake", "corrupt message", "invalid peer"].iter().any(|w| text.contains(w)) {
+        return ErrorClass::Tls;
+    }
+    if error.is_connection_refusal() {
+        return ErrorClass::ConnectionRefused;
+    }
+    if error.is_io_error() || error.is_connection_dropped() {
+        return ErrorClass::ConnectionLost;
+    }
+    ErrorClass::Other
 }
 
 /// Whether the connection that produced `error` should be retired.
@@ -343,8 +399,14 @@ pub struct RedisStore {
     compare_and_delete: redis::Script,
     compare_and_expire: redis::Script,
     observer: Arc<dyn CacheObserver>,
-    /// Why the last health check failed (logged once per change of cause).
+    /// The class of trouble Redis is in as the last request saw it (`ErrorClass as u8`, 0
+    /// when it answered): read on every success, so recovering costs one atomic load.
+    trouble: AtomicU8,
+    /// The error behind `trouble`, for `/healthz` and readiness.
     last_error: std::sync::Mutex<Option<CacheError>>,
+    /// When the last attempt to connect with an empty pool failed, and why: requests that
+    /// were waiting for that attempt fail with it at once instead of each dialling again.
+    connect_failure: std::sync::Mutex<Option<(Instant, CacheError)>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -544,7 +606,9 @@ impl RedisStore {
             compare_and_delete: redis::Script::new(COMPARE_AND_DELETE),
             compare_and_expire: redis::Script::new(COMPARE_AND_EXPIRE),
             observer,
+            trouble: AtomicU8::new(0),
             last_error: std::sync::Mutex::new(None),
+            connect_failure: std::sync::Mutex::new(None),
         })
     }
 
@@ -570,21 +634,47 @@ impl RedisStore {
         self.health_checks.load(Ordering::Relaxed) > 0
     }
 
-    /// Why the last health check failed, if it did.
+    /// Why Redis is failing, if the last request to it failed.
     pub fn last_error(&self) -> Option<CacheError> {
         self.last_error.lock().expect("last error lock").clone()
     }
 
-    /// Remembers the health check's outcome and logs its cause once per change.
-    fn note_health(&self, error: Option<&CacheError>) {
-        let class = |e: Option<&CacheError>| e.map(std::mem::discriminant);
-        let mut last = self.last_error.lock().expect("last error lock");
-        if class(last.as_ref()) != class(error)
-            && let Some(error) = error
-        {
-            tracing::error!(%error, "redis health check failed");
+    /// The class of trouble Redis is in, if the last request to it failed.
+    pub fn error_class(&self) -> Option<ErrorClass> {
+        ErrorClass::from_u8(self.trouble.load(Ordering::Relaxed))
+    }
+
+    /// Converts a client error, counting it by class and logging a change of trouble once.
+    fn failure(&self, error: &RedisError) -> CacheError {
+        let classified = classify(error, self.read_timeout);
+        self.note_failure(error_class(error), &classified);
+        classified
+    }
+
+    fn note_failure(&self, class: ErrorClass, error: &CacheError) {
+        self.observer.redis_error(class);
+        if !class.is_health() {
+            return;
         }
-        *last = error.cloned();
+        let mut last = self.last_error.lock().expect("last error lock");
+        let previous = self.trouble.swap(class as u8, Ordering::Relaxed);
+        if previous != class as u8 {
+            tracing::error!(class = class.as_str(), %error, "redis failing");
+        }
+        *last = Some(error.clone());
+    }
+
+    /// A request succeeded: clears the trouble (logged once).
+    fn note_success(&self) {
+        if self.trouble.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut last = self.last_error.lock().expect("last error lock");
+        let previous = self.trouble.swap(0, Ordering::Relaxed);
+        if let Some(class) = ErrorClass::from_u8(previous) {
+            tracing::info!(was = class.as_str(), "redis answering again");
+        }
+        *last = None;
     }
 
     /// Whether the last health check succeeded, and its round-trip time.
@@ -617,11 +707,27 @@ impl RedisStore {
         // here: bb8 would make us wait the whole poolTimeout for a connection that cannot
         // be made, and the breaker must hear about a refused connection at once.
         if self.pool.state().connections == 0 {
-            // One request connects; the others wait for it and then share the pool.
+            // One request connects; the others wait for it and then share the pool, or
+            // share its failure: a queue of requests each dialling a dead Redis in turn
+            // would hold Checks for a multiple of dialTimeout.
+            let waiting_since = Instant::now();
             let _connecting = self.connecting.lock().await;
+            if let Some((failed_at, error)) = &*self.connect_failure.lock().expect("connect failure lock")
+                && *failed_at >= waiting_since
+            {
+                return Err(error.clone());
+            }
             if self.pool.state().connections == 0 {
                 let epoch = self.manager.epoch.load(Ordering::SeqCst);
-                let connection = self.manager.open(None).await.map_err(|e| classify(&e, self.read_timeout))?;
+                let connection = match self.manager.open(None).await {
+                    Ok(connection) => connection,
+                    Err(error) => {
+                        let error = self.failure(&error);
+                        *self.connect_failure.lock().expect("connect failure lock") =
+                            Some((Instant::now(), error.clone()));
+                        return Err(error);
+                    }
+                };
                 let pooled = Pooled { connection, broken: Arc::new(AtomicBool::new(false)), epoch };
                 // If the pool filled up meanwhile, this connection serves one request.
                 let _ = self.pool.add(pooled.clone());
@@ -630,9 +736,12 @@ impl RedisStore {
         }
         loop {
             let pooled = self.pool.get().await.map_err(|e| match e {
-                bb8::RunError::User(e) => classify(&e, self.read_timeout),
+                bb8::RunError::User(e) => self.failure(&e),
                 bb8::RunError::TimedOut => {
-                    CacheError::Unavailable("timed out waiting for a pooled connection (poolTimeout)".into())
+                    let error =
+                        CacheError::Unavailable("timed out waiting for a pooled connection (poolTimeout)".into());
+                    self.note_failure(ErrorClass::PoolTimeout, &error);
+                    error
                 }
             })?;
             let conn = pooled.clone();
@@ -673,7 +782,10 @@ impl RedisStore {
             self.in_flight.add(-1);
             self.observer.redis_operation(request.op(), started.elapsed());
             match result {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    self.note_success();
+                    return Ok(value);
+                }
                 Err(error) => {
                     if breaks_connection(&error) {
                         conn.broken.store(true, Ordering::Relaxed);
@@ -684,7 +796,7 @@ impl RedisStore {
                     if server_gone && !self.cluster && conn.epoch == self.manager.epoch.load(Ordering::SeqCst) {
                         self.manager.epoch.fetch_add(1, Ordering::SeqCst);
                     }
-                    let classified = classify(&error, self.read_timeout);
+                    let classified = self.failure(&error);
                     // A timeout is not retried: it would multiply the caller's wait.
                     if !breaks_connection(&error) || error.is_timeout() {
                         return Err(classified);
@@ -751,9 +863,27 @@ impl RedisStore {
         channel: &str,
         push: tokio::sync::mpsc::UnboundedSender<PushInfo>,
     ) -> Result<Subscription, CacheError> {
-        let mut connection = self.manager.open(Some(push)).await.map_err(|e| classify(&e, self.read_timeout))?;
-        connection.subscribe(channel).await.map_err(|e| classify(&e, self.read_timeout))?;
+        let mut connection = self.manager.open(Some(push)).await.map_err(|e| self.failure(&e))?;
+        connection.subscribe(channel).await.map_err(|e| self.failure(&e))?;
         Ok(Subscription { _connection: connection })
+    }
+
+    /// Writes `field = value` into the hash `key` (outside the key prefix: replicas with
+    /// different prefixes must meet there), keeps the hash for `ttl`, and returns all its
+    /// fields: the roll call of the replicas of one deployment (see `cache::peers`).
+    pub(crate) async fn roll_call(
+        &self,
+        key: &str,
+        field: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<std::collections::HashMap<String, String>, CacheError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET").arg(key).arg(field).arg(value).ignore();
+        pipe.cmd("PEXPIRE").arg(key).arg(ttl_millis(ttl)).ignore();
+        pipe.cmd("HGETALL").arg(key);
+        let (fields,): (std::collections::HashMap<String, String>,) = self.run(true, Request::Pipe(&pipe)).await?;
+        Ok(fields)
     }
 
     /// All primaries' addresses in cluster mode, for commands that must run on every node.
@@ -792,11 +922,9 @@ impl RedisStore {
                     let Connection::Cluster(cluster) = &mut conn.connection else {
                         unreachable!("routes only in cluster mode")
                     };
-                    let value = cluster
-                        .route_command(scan.clone(), route.clone())
-                        .await
-                        .map_err(|e| classify(&e, self.read_timeout))?;
-                    redis::from_redis_value(value).map_err(|e| classify(&e.into(), self.read_timeout))?
+                    let value =
+                        cluster.route_command(scan.clone(), route.clone()).await.map_err(|e| self.failure(&e))?;
+                    redis::from_redis_value(value).map_err(|e| self.failure(&e.into()))?
                 }
             };
             for key in keys {
@@ -922,7 +1050,6 @@ impl Store for RedisStore {
         }
         self.connected.store(ok, Ordering::Relaxed);
         self.health_checks.fetch_add(1, Ordering::Relaxed);
-        self.note_health(result.as_ref().err());
         result
     }
 }
@@ -947,6 +1074,59 @@ mod tests {
         let noperm = RedisError::from((ErrorKind::Server(ServerErrorKind::NoPerm), "NOPERM"));
         assert!(matches!(classify(&noperm, timeout), CacheError::Refused(_)));
         assert!(classify(&noperm, timeout).counts_as_failure());
+    }
+
+    #[test]
+    fn names_the_class_of_each_failure() {
+        let cases = [
+            (
+                RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused")),
+                ErrorClass::ConnectionRefused,
+            ),
+            (
+                RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+                ErrorClass::ConnectionLost,
+            ),
+            (RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")), ErrorClass::Timeout),
+            (RedisError::from((ErrorKind::AuthenticationFailed, "Password authentication failed")), ErrorClass::Auth),
+            (RedisError::from((ErrorKind::Server(ServerErrorKind::NoPerm), "NOPERM")), ErrorClass::NoPerm),
+            (RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "LOADING")), ErrorClass::Loading),
+            (RedisError::from((ErrorKind::Server(ServerErrorKind::ReadOnly), "READONLY")), ErrorClass::ReadOnly),
+            (RedisError::from((ErrorKind::Server(ServerErrorKind::Moved), "MOVED")), ErrorClass::Moved),
+            (
+                RedisError::from((ErrorKind::Server(ServerErrorKind::ClusterDown), "CLUSTERDOWN")),
+                ErrorClass::ClusterDown,
+            ),
+            (
+                RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "WRONGTYPE")),
+                ErrorClass::CommandRejected,
+            ),
+            (RedisError::from(std::io::Error::other("invalid peer certificate: UnknownIssuer")), ErrorClass::Tls),
+            (
+                RedisError::from((
+                    ErrorKind::Server(ServerErrorKind::ResponseError),
+                    "An error was signalled by the server",
+                    "unknown command 'HELLO'".to_owned(),
+                )),
+                ErrorClass::UnsupportedVersion,
+            ),
+        ];
+        for (error, class) in cases {
+            assert_eq!(error_class(&error), class, "{error}");
+        }
+    }
+
+    /// Redis 5 and older answer the RESP3 handshake with "unknown command 'HELLO'": a
+    /// refusal that names the version needed, not a rejected command.
+    #[test]
+    fn a_server_without_resp3_is_refused_with_the_version_needed() {
+        let old = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "An error was signalled by the server",
+            "unknown command 'HELLO', with args beginning with: '3'".to_owned(),
+        ));
+        let error = classify(&old, Duration::from_secs(1));
+        assert!(matches!(&error, CacheError::Refused(m) if m.contains("Redis 6.0 or later")), "{error}");
     }
 
     #[test]

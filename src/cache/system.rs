@@ -4,9 +4,10 @@ use super::breaker::{BreakerStore, CircuitBreaker, CircuitState};
 use super::hybrid::HybridStore;
 use super::markers::MarkerStore;
 use super::memory::MemoryStore;
+use super::peers::{PeerStatus, RollCall};
 use super::redis::PoolFigures;
 use super::redis::RedisStore;
-use super::{Cache, CacheError, CacheObserver, NoObserver, Store};
+use super::{Cache, CacheError, CacheObserver, ErrorClass, Kind, NoObserver, Store};
 use crate::config::{CacheMode, Config};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,14 +28,17 @@ pub struct CacheStatus {
     pub memory: MemoryStatus,
     /// Present when Redis (and so the breaker) is part of the mode.
     pub breaker: Option<BreakerStatus>,
+    /// The other replicas of this deployment, when Redis is part of the mode.
+    pub peers: Option<PeerStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisStatus {
     /// Whether the last health check reached Redis.
     pub connected: bool,
-    /// Why the last health check failed, if it did.
+    /// Why Redis is failing, if the last request to it failed.
     pub error: Option<String>,
+    pub error_class: Option<ErrorClass>,
     /// Round trip of the last successful health check.
     pub latency: Duration,
     pub pool: PoolFigures,
@@ -61,6 +65,7 @@ pub struct CacheSystem {
     redis: Option<Arc<RedisStore>>,
     hybrid: Option<Arc<HybridStore>>,
     breaker: Option<Arc<CircuitBreaker>>,
+    roll_call: Option<Arc<RollCall>>,
     memory_fallback: bool,
 }
 
@@ -98,6 +103,7 @@ impl CacheSystem {
                 redis: None,
                 hybrid: None,
                 breaker: None,
+                roll_call: None,
                 memory_fallback: true,
             });
         }
@@ -108,7 +114,16 @@ impl CacheSystem {
             CacheMode::Hybrid => {
                 let l1 =
                     MemoryStore::new(redis_config.hybrid_l1_size, redis_config.hybrid_l1_memory_mb.saturating_mul(MB));
-                let hybrid = HybridStore::start(l1, redis.clone(), redis_config.hybrid_l1_max_ttl.get());
+                // Logout markers are absent on nearly every read: remember that in L1 too.
+                let absent_prefixes: Vec<String> =
+                    Kind::ALL.iter().filter(|k| k.absence_is_published()).map(|k| format!("{}:", k.as_str())).collect();
+                let absent_prefixes: Vec<&str> = absent_prefixes.iter().map(String::as_str).collect();
+                let hybrid = HybridStore::start_remembering_absent(
+                    l1,
+                    redis.clone(),
+                    redis_config.hybrid_l1_max_ttl.get(),
+                    &absent_prefixes,
+                );
                 (hybrid.clone(), Some(hybrid))
             }
             _ => (redis.clone(), None),
@@ -124,6 +139,9 @@ impl CacheSystem {
         let shared: Arc<dyn Store> = Arc::new(BreakerStore::new(primary, None, breaker.clone()));
         guarded.spawn_health_checks(redis_config.circuit_breaker_timeout.get().min(HEALTH_INTERVAL));
         log_initialization(Arc::downgrade(&redis), mode, redis_config.address.clone());
+        let roll_call =
+            Arc::new(RollCall::new(&config.provider_url, &config.client_id, mode, &redis_config.key_prefix));
+        roll_call.spawn(Arc::downgrade(&redis));
 
         Ok(CacheSystem {
             cache: Cache::routed(guarded, shared.clone(), shared),
@@ -132,6 +150,7 @@ impl CacheSystem {
             redis: Some(redis),
             hybrid,
             breaker: Some(breaker),
+            roll_call: Some(roll_call),
             memory_fallback: redis_config.memory_fallback,
         })
     }
@@ -173,10 +192,11 @@ impl CacheSystem {
             redis: self.redis.as_ref().map(|redis| {
                 let (connected, latency) = redis.last_health();
                 let error = redis.last_error().map(|e| e.to_string());
-                RedisStatus { connected, error, latency, pool: redis.pool_figures() }
+                RedisStatus { connected, error, error_class: redis.error_class(), latency, pool: redis.pool_figures() }
             }),
             memory: MemoryStatus { entries: memory.entries(), size_bytes: memory.size_bytes() },
             breaker: self.breaker.as_ref().map(|b| BreakerStatus { state: b.state(), failures: b.failures() }),
+            peers: self.roll_call.as_ref().map(|r| r.status()),
         }
     }
 

@@ -131,6 +131,13 @@ fn key(kind: Kind, id: &str) -> String {
 }
 
 impl Kind {
+    /// Whether every write of this kind's keys is a plain `set` (so the hybrid store
+    /// publishes it), which lets a hybrid L1 remember that such a key is absent. Logout
+    /// markers are read on every session request and almost always absent.
+    pub fn absence_is_published(self) -> bool {
+        matches!(self, Kind::Logout)
+    }
+
     /// Whether losing this kind's entries would undo a revocation (see [`Cache`]).
     pub fn is_revocation(self) -> bool {
         matches!(self, Kind::Replay | Kind::Logout)

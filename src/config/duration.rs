@@ -15,6 +15,10 @@ impl Seconds {
         Seconds(Duration::from_secs(secs))
     }
 
+    pub const fn from_millis(millis: u64) -> Self {
+        Seconds(Duration::from_millis(millis))
+    }
+
     pub fn get(self) -> Duration {
         self.0
     }

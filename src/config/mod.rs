@@ -437,25 +437,34 @@ pub struct RedisConfig {
     /// A connection older than this is replaced; 0 disables. Default 3600 s.
     #[serde(rename = "maxConnAge")]
     pub max_conn_age: Seconds,
-    /// Longest wait for a connection from the pool. Default 4 s.
+    /// Longest wait for a connection from the pool. Default 250 ms (the seed's 4 s is
+    /// longer than any proxy waits for a Check; see `readTimeout`).
     #[serde(rename = "poolTimeout")]
     pub pool_timeout: Seconds,
     /// An idle connection beyond `minIdleConns` is closed after this; 0 disables. Default 900 s.
     #[serde(rename = "idleTimeout")]
     pub idle_timeout: Seconds,
-    /// TCP (and TLS) connect timeout. Default 5 s.
+    /// Connect timeout: TCP, TLS and the `HELLO`/`AUTH` handshake. Default 500 ms.
     #[serde(rename = "dialTimeout")]
     pub dial_timeout: Seconds,
-    /// Longest wait for a reply. Default 3 s.
+    /// Longest wait for a reply. Default 250 ms: a Check makes a few Redis round trips in
+    /// a row and must fail over to memory well within the proxy's ext_authz timeout (3 s
+    /// recommended), and the breaker must hear of a stalled Redis from the Checks
+    /// themselves, not only from its once-a-second health probe. Redis answers in well
+    /// under a millisecond on a LAN.
     #[serde(rename = "readTimeout")]
     pub read_timeout: Seconds,
-    /// Longest wait for a command to be written. Default 3 s.
+    /// How long written data may stay unacknowledged before the connection is declared
+    /// dead (the socket's `TCP_USER_TIMEOUT`). Default 1 s (below that, one lost segment
+    /// can kill a healthy connection).
     #[serde(rename = "writeTimeout")]
     pub write_timeout: Seconds,
     /// Consecutive failures that open the circuit breaker. Default 5.
     #[serde(rename = "circuitBreakerThreshold")]
     pub circuit_breaker_threshold: u32,
-    /// How long the breaker stays open before a trial request (half-open). Default 60 s.
+    /// How long the breaker stays open before a trial request (half-open); the health
+    /// probe makes the trial, so the breaker closes by itself this long after Redis is
+    /// back at the latest. Default 10 s.
     #[serde(rename = "circuitBreakerTimeout")]
     pub circuit_breaker_timeout: Seconds,
     /// TLS to Redis.
@@ -508,13 +517,13 @@ impl Default for RedisConfig {
             pool_size: 10,
             min_idle_conns: 5,
             max_conn_age: Seconds::from_secs(3600),
-            pool_timeout: Seconds::from_secs(4),
+            pool_timeout: Seconds::from_millis(250),
             idle_timeout: Seconds::from_secs(900),
-            dial_timeout: Seconds::from_secs(5),
-            read_timeout: Seconds::from_secs(3),
-            write_timeout: Seconds::from_secs(3),
+            dial_timeout: Seconds::from_millis(500),
+            read_timeout: Seconds::from_millis(250),
+            write_timeout: Seconds::from_secs(1),
             circuit_breaker_threshold: 5,
-            circuit_breaker_timeout: Seconds::from_secs(60),
+            circuit_breaker_timeout: Seconds::from_secs(10),
             tls: RedisTlsConfig::default(),
             cluster_mode: false,
             max_redirects: 3,

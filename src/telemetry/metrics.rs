@@ -11,13 +11,14 @@
 //! | `authgate_cache_hits_total` | counter | `tier` (memory, redis), `kind` |
 //! | `authgate_cache_rejected_total` | counter | `kind` (values that failed their seal) |
 //! | `authgate_redis_operation_duration_seconds` | histogram | `op` |
+//! | `authgate_redis_errors_total` | counter | `class` (connection_refused, timeout, auth, noperm, tls, moved, loading, readonly, …) |
 //! | `authgate_circuit_breaker_state` | gauge | — (0 closed, 1 open, 2 half-open) |
 //! | `authgate_circuit_breaker_transitions_total` | counter | `to` |
 //! | `authgate_redis_pool_connections` | gauge | `state` (active, idle) |
 //!
 //! Labels stay low-cardinality: never a user, a session, a token or a full path.
 
-use crate::cache::{CacheObserver, CacheSystem, Kind, Tier};
+use crate::cache::{CacheObserver, CacheSystem, ErrorClass, Kind, Tier};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use std::sync::{Arc, OnceLock};
@@ -32,6 +33,7 @@ pub struct Metrics {
     check_requests: Counter<u64>,
     check_duration: Histogram<f64>,
     redis_operation_duration: Histogram<f64>,
+    redis_errors: Counter<u64>,
     breaker_transitions: Counter<u64>,
 }
 
@@ -61,6 +63,10 @@ pub fn metrics() -> &'static Metrics {
                 .with_description("Redis round trips, by command")
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
+            redis_errors: meter
+                .u64_counter("authgate_redis_errors")
+                .with_description("Failed Redis requests, by class of trouble")
+                .build(),
             breaker_transitions: meter
                 .u64_counter("authgate_circuit_breaker_transitions")
                 .with_description("Circuit breaker state changes, by new state")
@@ -79,6 +85,10 @@ impl Metrics {
         self.redis_operation_duration.record(took.as_secs_f64(), &[KeyValue::new("op", op)]);
     }
 
+    pub fn record_redis_error(&self, class: ErrorClass) {
+        self.redis_errors.add(1, &[KeyValue::new("class", class.as_str())]);
+    }
+
     pub fn record_breaker_transition(&self, to: &'static str) {
         self.breaker_transitions.add(1, &[KeyValue::new("to", to)]);
     }
@@ -91,6 +101,10 @@ pub struct CacheMetrics;
 impl CacheObserver for CacheMetrics {
     fn redis_operation(&self, op: &'static str, took: Duration) {
         metrics().record_redis(op, took);
+    }
+
+    fn redis_error(&self, class: ErrorClass) {
+        metrics().record_redis_error(class);
     }
 }
 

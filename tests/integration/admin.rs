@@ -126,7 +126,111 @@ async fn a_wrong_redis_password_is_named_and_fails_readiness() {
             reqwest::get(format!("http://{}/healthz", authgate.admin)).await.unwrap().json().await.unwrap();
         assert!(health["cache"]["redis"]["error"].as_str().unwrap().contains("refuses"), "{health}");
         let logs = authgate.logs();
-        assert_eq!(logs.matches("redis health check failed").count(), 1, "logged once, with its cause:\n{logs}");
+        assert_eq!(logs.matches("redis failing").count(), 1, "logged once, with its cause:\n{logs}");
+        assert!(logs.contains("class=\"auth\""), "the class is named:\n{logs}");
+        assert_eq!(health["cache"]["redis"]["error_class"], "auth", "{health}");
         assert!(!logs.contains("the-wrong-one"), "the password is never logged");
     }
+}
+
+/// A server older than Redis 6 fails authgate's RESP3 handshake (`HELLO 3`): authgate
+/// names the version it needs and is not ready, instead of running from memory.
+///
+/// This is the one test with a stand-in for Redis: no Redis 5 can be installed here, so a
+/// TCP listener answers every command the way Redis 5 answers `HELLO`.
+#[tokio::test]
+async fn a_redis_older_than_6_is_refused_with_the_version_needed() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+                let (read, mut write) = socket.split();
+                let mut lines = BufReader::new(read).lines();
+                // Each command is an array header `*N` and N bulk strings (`$len`, data).
+                while let Ok(Some(header)) = lines.next_line().await {
+                    let Some(count) = header.strip_prefix('*').and_then(|n| n.parse::<usize>().ok()) else { continue };
+                    let mut args = Vec::new();
+                    for _ in 0..count {
+                        let (Ok(Some(_)), Ok(Some(arg))) = (lines.next_line().await, lines.next_line().await) else {
+                            return;
+                        };
+                        args.push(arg);
+                    }
+                    let reply = if args.first().is_some_and(|a| a.eq_ignore_ascii_case("HELLO")) {
+                        "-ERR unknown command 'HELLO', with args beginning with: '3' \r\n".to_owned()
+                    } else {
+                        format!("-ERR Unknown subcommand or wrong number of arguments for '{}'\r\n", args.join(" "))
+                    };
+                    if write.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let idp = crate::support::Idp::start("http://127.0.0.1:1", &[]).await;
+    let authgate = Authgate::builder()
+        .key("providerURL", &idp.issuer())
+        .yaml(&format!("redis:\n  enabled: true\n  address: {address}\n  cacheMode: hybrid\n"))
+        .start()
+        .await;
+    let readyz = format!("http://{}/readyz", authgate.admin);
+    crate::support::wait_until("readiness naming the version", async || {
+        let body: serde_json::Value = reqwest::get(&readyz).await.unwrap().json().await.unwrap();
+        body["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r.as_str().unwrap().contains("Redis 6.0 or later")))
+    })
+    .await;
+    assert_eq!(reqwest::get(&readyz).await.unwrap().status(), 503);
+    let health: serde_json::Value =
+        reqwest::get(format!("http://{}/healthz", authgate.admin)).await.unwrap().json().await.unwrap();
+    assert_eq!(health["cache"]["redis"]["error_class"], "unsupported_version", "{health}");
+    let logs = authgate.logs();
+    assert_eq!(logs.matches("redis failing").count(), 1, "{logs}");
+    assert!(logs.contains("Redis 6.0 or later is needed"), "{logs}");
+    server.abort();
+}
+
+/// Replicas of one deployment that disagree on `cacheMode` or `keyPrefix` share Redis but
+/// not each other's guarantees; each replica's roll call finds them and says so.
+#[tokio::test]
+async fn replicas_disagreeing_on_mode_or_prefix_are_reported() {
+    let redis = crate::support::RedisServer::start();
+    let idp = crate::support::Idp::start("http://127.0.0.1:1", &[]).await;
+    let replica = |mode: &str, prefix: &str| {
+        Authgate::builder().key("providerURL", &idp.issuer()).yaml(&format!(
+            "redis:\n  enabled: true\n  address: {}\n  cacheMode: {mode}\n  keyPrefix: {prefix}\n",
+            redis.address()
+        ))
+    };
+    let hybrid = replica("hybrid", "authgate").start().await;
+    let agreeing = replica("hybrid", "authgate").start().await;
+    let health = async |authgate: &Authgate| -> serde_json::Value {
+        reqwest::get(format!("http://{}/healthz", authgate.admin)).await.unwrap().json().await.unwrap()
+    };
+    crate::support::wait_until("the second replica sees the first", async || {
+        health(&agreeing).await["cache"]["replicas"]["seen"] == 1
+    })
+    .await;
+    assert_eq!(health(&agreeing).await["cache"]["replicas"]["disagreeing"], serde_json::json!([]));
+
+    let redis_mode = replica("redis", "authgate").start().await;
+    let other_prefix = replica("hybrid", "elsewhere").start().await;
+    crate::support::wait_until("the newest replica sees the other three", async || {
+        health(&other_prefix).await["cache"]["replicas"]["seen"] == 3
+    })
+    .await;
+    let report = health(&other_prefix).await;
+    assert_eq!(
+        report["cache"]["replicas"]["disagreeing"],
+        serde_json::json!(["hybrid authgate", "hybrid authgate", "redis authgate"]),
+        "{report}"
+    );
+    let logs = other_prefix.logs();
+    assert!(logs.contains("disagree on redis.cacheMode or redis.keyPrefix"), "{logs}");
+    let logs = redis_mode.logs();
+    assert!(logs.contains("disagree on redis.cacheMode or redis.keyPrefix"), "{logs}");
+    drop(hybrid);
 }

@@ -258,3 +258,78 @@ async fn sentinel_failover_is_followed_while_writing() {
     let on_new_master = redis_cli(sentinels.replica.port, &["EXISTS", &format!("{}:w{last}", config.key_prefix)]);
     assert_eq!(on_new_master.trim(), "1");
 }
+
+/// Hybrid L1s remember that a logout marker is absent, and the write of the marker on
+/// another replica reaches them like any other invalidation.
+#[tokio::test]
+async fn a_known_absent_marker_is_invalidated_by_its_write_on_another_replica() {
+    let redis = RedisServer::start();
+    let config = redis_config(&redis.address());
+    let start = || {
+        let l2 = Arc::new(RedisStore::new(&config).unwrap());
+        HybridStore::start_remembering_absent(
+            MemoryStore::new(1000, 8 << 20),
+            l2,
+            Duration::from_secs(60),
+            &["logout:"],
+        )
+    };
+    let (a, b) = (start(), start());
+    crate::support::wait_until("hybrid subscriptions", async || a.is_subscribed() && b.is_subscribed()).await;
+
+    assert_eq!(b.get("logout:sid1").await.unwrap(), None);
+    assert_eq!(b.fetch_local("logout:sid1"), Some(None), "B now knows the marker is absent");
+    assert_eq!(b.fetch_local("session:x"), None, "absence is remembered only for the named prefixes");
+    b.get("session:x").await.unwrap();
+    assert_eq!(b.fetch_local("session:x"), None);
+
+    let written_at = Instant::now();
+    a.set("logout:sid1", b"revoked", Duration::from_secs(60)).await.unwrap();
+    while b.get("logout:sid1").await.unwrap().is_none() {
+        assert!(written_at.elapsed() < Duration::from_secs(1), "B kept the stale absence");
+        tokio::task::yield_now().await;
+    }
+    println!("a logout marker reached the other replica's L1 in {:?}", written_at.elapsed());
+}
+
+/// A paused Redis (SIGSTOP: sockets stay open, nothing answers) does not stall a hybrid
+/// replica's session requests: the session and the absence of its logout markers come from
+/// L1 without a Redis round trip, and those L1 answers neither reset the breaker's failure
+/// count nor get refused while it is open.
+#[tokio::test]
+async fn a_hybrid_replica_serves_warm_sessions_through_a_redis_pause() {
+    let redis = RedisServer::start();
+    let mut config = system_config(&redis, CacheMode::Hybrid, true);
+    config.redis.read_timeout = Seconds(Duration::from_millis(200));
+    config.redis.circuit_breaker_timeout = Seconds(Duration::from_secs(30));
+    let system = CacheSystem::start(&config).unwrap();
+    let hybrid = system.hybrid().cloned().unwrap();
+    crate::support::wait_until("subscribed", async || hybrid.is_subscribed()).await;
+    let cache = system.cache();
+    let breaker = system.breaker().cloned().unwrap();
+    cache.set_raw(Kind::Session, "warm", b"record", Duration::from_secs(60)).await.unwrap();
+    // Warm: the session and its marker's absence.
+    assert!(cache.get_raw(Kind::Session, "warm").await.unwrap().is_some());
+    assert!(cache.get_json::<String>(Kind::Logout, "sid:warm").await.unwrap().is_none());
+
+    redis.signal("STOP");
+    // A miss goes to Redis and times out: failures count...
+    for i in 0..2 {
+        let _ = cache.get_raw(Kind::Session, &format!("cold{i}")).await;
+        // ...and L1 hits in between do not reset the count.
+        let started = Instant::now();
+        assert!(cache.get_raw(Kind::Session, "warm").await.unwrap().is_some());
+        assert!(cache.get_json::<String>(Kind::Logout, "sid:warm").await.unwrap().is_none());
+        assert!(started.elapsed() < Duration::from_millis(50), "an L1 answer waited on redis: {:?}", started.elapsed());
+    }
+    assert_eq!(breaker.state(), CircuitState::Open, "two timeouts open the breaker (threshold 2)");
+    // With the breaker open, L1 still answers (not the empty memory fallback).
+    let started = Instant::now();
+    assert!(cache.get_raw(Kind::Session, "warm").await.unwrap().is_some());
+    assert!(cache.get_json::<String>(Kind::Logout, "sid:warm").await.unwrap().is_none());
+    let took = started.elapsed();
+    // An unknown marker cannot be looked up: an error, never "not revoked".
+    assert!(cache.get_json::<String>(Kind::Logout, "sid:unknown").await.is_err());
+    redis.signal("CONT");
+    assert!(took < Duration::from_millis(50), "{took:?}");
+}

@@ -66,6 +66,7 @@ pub const EXPORTED_NAMES: &[&str] = &[
     "authgate_cache_hits_total",
     "authgate_cache_rejected_total",
     "authgate_redis_operation_duration_seconds_bucket",
+    "authgate_redis_errors_total",
     "authgate_circuit_breaker_state",
     "authgate_circuit_breaker_transitions_total",
     "authgate_redis_pool_connections",
@@ -102,6 +103,10 @@ async fn the_breaker_gauge_follows_redis_and_every_documented_name_is_exported()
     let metrics = scrape(&authgate).await;
     assert!(sample(&metrics, "authgate_circuit_breaker_transitions_total", &[("to", "open")]) >= 1.0, "{metrics}");
     assert!(sample(&metrics, "authgate_circuit_breaker_transitions_total", &[("to", "closed")]) >= 1.0, "{metrics}");
+    // The outage was a killed Redis: counted by class.
+    let refused = sample(&metrics, "authgate_redis_errors_total", &[("class", "connection_refused")])
+        + sample(&metrics, "authgate_redis_errors_total", &[("class", "connection_lost")]);
+    assert!(refused >= 1.0, "{metrics}");
     for name in EXPORTED_NAMES {
         assert!(metrics.lines().any(|l| l.starts_with(name)), "{name} is not exported:\n{metrics}");
     }

@@ -138,35 +138,50 @@ async fn m2_id_tokens_and_logout_tokens_are_not_bearer_tokens() {
 
 #[tokio::test]
 async fn m3_logout_and_revocation_lookups_fail_closed_while_redis_does_not_answer() {
-    let redis = RedisServer::start();
-    let f = fixture(&redis_yaml(&redis, "hybrid")).await;
-    let session = log_in(&f, "alice").await;
-    let cookie = [("cookie", session.as_str())];
-    assert_eq!(f.authorizer.decide(&request("GET", "/api", &cookie)).await.outcome, Outcome::Allow);
+    for mode in ["redis", "hybrid"] {
+        let redis = RedisServer::start();
+        let f = fixture(&redis_yaml(&redis, mode)).await;
+        let session = log_in(&f, "alice").await;
+        let cookie = [("cookie", session.as_str())];
+        assert_eq!(f.authorizer.decide(&request("GET", "/api", &cookie)).await.outcome, Outcome::Allow);
+        // A second session, never used: no replica's L1 knows anything about its markers.
+        let unused = log_in(&f, "bob").await;
 
-    redis.signal("STOP");
-    // The session record is in this replica's L1, but whether it was logged out elsewhere
-    // cannot be known: an error, not an allow.
-    let during = f.authorizer.decide(&request("GET", "/api", &cookie)).await;
-    // RP logout cannot be done: 503, not a 302 that pretends it was.
-    let logout = f.authorizer.decide(&request("POST", "/oauth2/logout", &cookie)).await;
-    // Back-channel logout: 5xx so the provider retries.
-    let token = access_token(
-        &f,
-        json!({"events": {"http://schemas.openid.net/event/backchannel-logout": {}},
-        "jti": "m3-logout", "sub": "alice"}),
-    );
-    let backchannel = f.backchannel.handle(&token).await;
-    redis.signal("CONT");
+        redis.signal("STOP");
+        // Whether a session was logged out elsewhere cannot be looked up: an error, not an
+        // allow. (The one exception, below: a hybrid L1 that already knows.)
+        let during = f.authorizer.decide(&request("GET", "/api", &cookie)).await;
+        let unknown = f.authorizer.decide(&request("GET", "/api", &[("cookie", unused.as_str())])).await;
+        // RP logout cannot be done: 503, not a 302 that pretends it was.
+        let logout = f.authorizer.decide(&request("POST", "/oauth2/logout", &cookie)).await;
+        // Back-channel logout: 5xx so the provider retries.
+        let token = access_token(
+            &f,
+            json!({"events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+            "jti": "m3-logout", "sub": "alice"}),
+        );
+        let backchannel = f.backchannel.handle(&token).await;
+        redis.signal("CONT");
 
-    assert_eq!(during.outcome, Outcome::Error, "{during:?}");
-    assert_eq!((logout.outcome, logout.status), (Outcome::Error, 503), "{logout:?}");
-    assert!(matches!(backchannel, Err(Refusal::Unavailable(_))), "{backchannel:?}");
-    // The session was not ended behind anyone's back; once Redis answers it works again.
-    wait_until("redis answering again", async || {
-        f.authorizer.decide(&request("GET", "/api", &cookie)).await.outcome == Outcome::Allow
-    })
-    .await;
+        // Never an allow: an error (marker lookup failed) or a deny (the record itself
+        // could not be read, so no session).
+        assert_ne!(unknown.outcome, Outcome::Allow, "{mode}: {unknown:?}");
+        if mode == "hybrid" {
+            // This replica's L1 knows alice's markers are absent, and would have heard of
+            // any marker written since (every write publishes an invalidation). While Redis
+            // does not answer, no replica can write one: the knowledge still holds.
+            assert_eq!(during.outcome, Outcome::Allow, "{mode}: {during:?}");
+        } else {
+            assert_ne!(during.outcome, Outcome::Allow, "{mode}: {during:?}");
+        }
+        assert_eq!((logout.outcome, logout.status), (Outcome::Error, 503), "{mode}: {logout:?}");
+        assert!(matches!(backchannel, Err(Refusal::Unavailable(_))), "{mode}: {backchannel:?}");
+        // The session was not ended behind anyone's back; once Redis answers it works again.
+        wait_until("redis answering again", async || {
+            f.authorizer.decide(&request("GET", "/api", &cookie)).await.outcome == Outcome::Allow
+        })
+        .await;
+    }
 }
 
 #[tokio::test]
