@@ -10,8 +10,16 @@
 //   IDP_RESOURCE           resource indicator whose access tokens are JWTs (default urn:authgate:api)
 //   IDP_AUDIENCE           audience of those JWTs (default authgate-demo)
 //   IDP_CONFORM_ID_TOKEN_CLAIMS  "true": scope claims only in userinfo, not in the ID token
+//   IDP_KEY_DIR            directory of RS256 signing keys `<kid>.pem` (PKCS#8), created
+//                          when missing, so that tests can sign tokens as the provider
+//                          (logout tokens by the thousand) and rotate its keys
+//   IDP_KIDS               comma-separated key ids to publish from IDP_KEY_DIR; the first
+//                          one signs (default "key-1")
 // Prints "IDP READY <issuer>" once listening.
 import Provider from 'oidc-provider';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const port = Number(process.env.IDP_PORT || 9400);
 const issuer = `http://127.0.0.1:${port}`;
@@ -97,10 +105,30 @@ const configuration = {
   },
 };
 
+// Signing keys the tests can read (otherwise oidc-provider's development keys).
+if (process.env.IDP_KEY_DIR) {
+  const kids = (process.env.IDP_KIDS || 'key-1').split(',');
+  configuration.jwks = {
+    keys: kids.map((kid) => {
+      const file = join(process.env.IDP_KEY_DIR, `${kid}.pem`);
+      if (!existsSync(file)) {
+        const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+        writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+      }
+      const jwk = createPrivateKey(readFileSync(file)).export({ format: 'jwk' });
+      return { ...jwk, kid, alg: 'RS256', use: 'sig' };
+    }),
+  };
+}
+
 const provider = new Provider(issuer, configuration);
 provider.on('backchannel.success', (ctx, client) => console.log(`backchannel.success ${client.clientId}`));
 provider.on('backchannel.error', (ctx, err, client) => console.log(`backchannel.error ${client.clientId}: ${err.message}`));
 provider.on('server_error', (ctx, err) => console.log(`server_error: ${err.message}`));
+// Counted by the tests: each refresh-token redemption, and every refused grant (a reused
+// rotated refresh token is one, and revokes the whole grant).
+provider.on('refresh_token.consumed', () => console.log('refresh_token.consumed'));
+provider.on('grant.error', (ctx, err) => console.log(`grant.error: ${err.message}`));
 provider.listen(port, '127.0.0.1', () => {
   console.log(`IDP READY ${issuer}`);
 });

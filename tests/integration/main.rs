@@ -23,4 +23,5 @@ mod observability;
 mod proxies;
 mod reasons;
 mod refresh;
+mod replicas;
 mod security;

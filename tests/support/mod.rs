@@ -10,6 +10,7 @@
 //! - [`tool`]: paths of the tools `scripts/install-test-deps.sh` installs.
 #![allow(dead_code)] // each test module uses a different part of the harness
 
+pub mod load;
 pub mod provider;
 pub mod proxies;
 pub mod stack;
@@ -285,7 +286,38 @@ impl Envoy {
     /// Like [`Envoy::start`], listening on a port chosen beforehand (the IdP needs the
     /// app's origin for its redirect URIs before Envoy runs).
     pub async fn start_on(listener: u16, authgate_grpc: SocketAddr, upstream: SocketAddr) -> Envoy {
+        Envoy::start_with(listener, &[authgate_grpc], false, upstream).await
+    }
+
+    /// Envoy round-robining Checks over every replica in `authgate_grpcs`, health-checking
+    /// each over gRPC health every second (one failure marks a replica unhealthy), as a
+    /// deployment in front of several replicas does.
+    pub async fn start_balanced(listener: u16, authgate_grpcs: &[SocketAddr], upstream: SocketAddr) -> Envoy {
+        Envoy::start_with(listener, authgate_grpcs, true, upstream).await
+    }
+
+    async fn start_with(
+        listener: u16,
+        authgate_grpcs: &[SocketAddr],
+        health_checked: bool,
+        upstream: SocketAddr,
+    ) -> Envoy {
         authgate::tls::install_crypto_provider();
+        let endpoints: String = authgate_grpcs
+            .iter()
+            .map(|a| {
+                format!(
+                    "\n        - endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}",
+                    a.ip(),
+                    a.port()
+                )
+            })
+            .collect();
+        let health_checks = if health_checked {
+            "\n    health_checks:\n    - timeout: 0.5s\n      interval: 1s\n      no_traffic_interval: 1s\n      unhealthy_threshold: 1\n      healthy_threshold: 1\n      grpc_health_check: {}"
+        } else {
+            ""
+        };
         let dir = tempfile::tempdir().expect("temp dir");
         let admin = free_port();
         let config = format!(
@@ -330,11 +362,11 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {{ http2_protocol_options: {{}} }}
+    lb_policy: ROUND_ROBIN{health_checks}
     load_assignment:
       cluster_name: authgate
       endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: {ag_ip}, port_value: {ag_port} }} }} }}
+      - lb_endpoints:{endpoints}
   - name: upstream
     type: STATIC
     connect_timeout: 1s
@@ -344,8 +376,6 @@ static_resources:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: {up_ip}, port_value: {up_port} }} }} }}
 "#,
-            ag_ip = authgate_grpc.ip(),
-            ag_port = authgate_grpc.port(),
             up_ip = upstream.ip(),
             up_port = upstream.port(),
         );
@@ -794,6 +824,7 @@ pub struct Idp {
     child: Child,
     pub port: u16,
     log: PathBuf,
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -840,33 +871,65 @@ impl Idp {
             clients[0]["backchannel_logout_session_required"] = true.into();
         }
         let log = dir.path().join("idp.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new("node")
+        let env: Vec<(String, String)> = [
+            ("IDP_PORT".to_owned(), port.to_string()),
+            ("IDP_CLIENTS".to_owned(), clients.to_string()),
+            ("IDP_AUDIENCE".to_owned(), IDP_CLIENT_ID.to_owned()),
+            ("IDP_RESOURCE".to_owned(), IDP_RESOURCE.to_owned()),
+        ]
+        .into_iter()
+        .chain(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+        .collect();
+        let child = Idp::spawn(&env, &log);
+        let mut idp = Idp { child, port, log, env, _dir: dir };
+        idp.wait_started().await;
+        idp
+    }
+
+    fn spawn(env: &[(String, String)], log: &Path) -> Child {
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        Command::new("node")
             .arg(repo_root().join("tests/idp/server.mjs"))
-            .env("IDP_PORT", port.to_string())
-            .env("IDP_CLIENTS", clients.to_string())
-            .env("IDP_AUDIENCE", IDP_CLIENT_ID)
-            .env("IDP_RESOURCE", IDP_RESOURCE)
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
             .spawn()
-            .expect("spawn node tests/idp/server.mjs (run scripts/install-test-deps.sh)");
-        let mut idp = Idp { child, port, log, _dir: dir };
-        let discovery = format!("{}/.well-known/openid-configuration", idp.issuer());
+            .expect("spawn node tests/idp/server.mjs (run scripts/install-test-deps.sh)")
+    }
+
+    async fn wait_started(&mut self) {
+        let discovery = format!("{}/.well-known/openid-configuration", self.issuer());
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = idp.child.try_wait().unwrap() {
-                panic!("the IdP exited during start-up ({status}):\n{}", idp.logs());
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the IdP exited during start-up ({status}):\n{}", self.logs());
             }
             if reqwest::get(&discovery).await.is_ok_and(|r| r.status().is_success()) {
                 break;
             }
-            assert!(Instant::now() < deadline, "IdP not ready:\n{}", idp.logs());
+            assert!(Instant::now() < deadline, "IdP not ready:\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        idp
+    }
+
+    /// Stops the provider and starts it again on the same port, with `env` changed (a key
+    /// rotation: a new `IDP_KIDS`). Its in-memory state (sessions, grants) is lost.
+    pub async fn restart(&mut self, env: &[(&str, &str)]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for (name, value) in env {
+            self.env.retain(|(k, _)| k != name);
+            self.env.push(((*name).to_owned(), (*value).to_owned()));
+        }
+        self.child = Idp::spawn(&self.env, &self.log);
+        self.wait_started().await;
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) to the provider's process, by its PID.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
     }
 
     pub fn issuer(&self) -> String {

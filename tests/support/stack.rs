@@ -1,6 +1,7 @@
 //! A whole deployment as one value, so an end-to-end test reads as its scenario:
 //! the real oidc-provider, an echo upstream, N authgate replicas (sharing Redis and the
-//! session key when the mode uses Redis), and a real Envoy in front of replica 0.
+//! session key when the mode uses Redis), and a real Envoy in front of replica 0, or
+//! round-robining over all of them (`balanced`), as a deployment runs.
 //!
 //! ```ignore
 //! let stack = Stack::builder().cache("hybrid").replicas(2).start().await;
@@ -17,6 +18,9 @@ pub fn redis_yaml(redis: &RedisServer, mode: &str) -> String {
 pub struct StackBuilder {
     cache: String,
     replicas: usize,
+    balanced: bool,
+    provider_keys: bool,
+    redis_yaml: Option<String>,
     idp_env: Vec<(String, String)>,
     keys: Vec<(String, String)>,
     yaml: Vec<String>,
@@ -24,16 +28,39 @@ pub struct StackBuilder {
 
 pub struct Stack {
     pub idp: Idp,
-    /// Replica 0 is the one behind Envoy; the others are reached over their bridges.
+    /// Replica 0 is the one behind Envoy (unless balanced); the others are reached over
+    /// their bridges.
     pub replicas: Vec<Authgate>,
     pub envoy: Envoy,
     pub upstream: EchoUpstream,
+    /// The Redis the stack started (not one handed in with `redis_yaml`).
     pub redis: Option<RedisServer>,
+    /// With `provider_keys`: the provider's signing keys, `<kid>.pem`.
+    pub provider_keys: Option<tempfile::TempDir>,
 }
 
 impl Stack {
     pub fn builder() -> StackBuilder {
-        StackBuilder { cache: "memory".into(), replicas: 1, idp_env: Vec::new(), keys: Vec::new(), yaml: Vec::new() }
+        StackBuilder {
+            cache: "memory".into(),
+            replicas: 1,
+            balanced: false,
+            provider_keys: false,
+            redis_yaml: None,
+            idp_env: Vec::new(),
+            keys: Vec::new(),
+            yaml: Vec::new(),
+        }
+    }
+
+    /// Signs `claims` with the provider's current signing key (`kid`), RS256: a token the
+    /// provider could have issued. Needs `provider_keys`.
+    pub fn sign_as_provider(&self, kid: &str, claims: &serde_json::Value) -> String {
+        let dir = self.provider_keys.as_ref().expect("Stack::builder().provider_keys()");
+        let pem = std::fs::read(dir.path().join(format!("{kid}.pem"))).unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
     }
 
     /// The replica behind Envoy.
@@ -69,6 +96,25 @@ impl StackBuilder {
         self
     }
 
+    /// Envoy round-robins Checks over every replica, health-checking them.
+    pub fn balanced(mut self) -> Self {
+        self.balanced = true;
+        self
+    }
+
+    /// The provider signs with keys the test can read (`Stack::sign_as_provider`).
+    pub fn provider_keys(mut self) -> Self {
+        self.provider_keys = true;
+        self
+    }
+
+    /// Use this `redis:` block (a Sentinel or Cluster the test started) instead of
+    /// starting a single `redis-server`.
+    pub fn redis_yaml(mut self, yaml: &str) -> Self {
+        self.redis_yaml = Some(yaml.into());
+        self
+    }
+
     /// An environment variable of the test provider (`tests/idp/server.mjs`).
     pub fn idp_env(mut self, name: &str, value: &str) -> Self {
         self.idp_env.push((name.into(), value.into()));
@@ -90,9 +136,19 @@ impl StackBuilder {
     pub async fn start(self) -> Stack {
         // The provider registers the application's origin (Envoy's port) as redirect target.
         let app_port = free_port();
-        let env: Vec<(&str, &str)> = self.idp_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let provider_keys = self.provider_keys.then(|| tempfile::tempdir().unwrap());
+        let key_dir = provider_keys.as_ref().map(|d| d.path().to_str().unwrap().to_owned());
+        let mut env: Vec<(&str, &str)> = self.idp_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if let Some(dir) = &key_dir {
+            env.push(("IDP_KEY_DIR", dir));
+        }
         let idp = Idp::start(&format!("http://127.0.0.1:{app_port}"), &env).await;
-        let redis = (self.cache != "memory").then(RedisServer::start);
+        let redis = (self.cache != "memory" && self.redis_yaml.is_none()).then(RedisServer::start);
+        let redis_block = match (&self.redis_yaml, &redis) {
+            (Some(yaml), _) => Some(yaml.clone()),
+            (None, Some(redis)) => Some(redis_yaml(redis, &self.cache)),
+            (None, None) => None,
+        };
         let session_key = random_hex(32);
         let mut replicas = Vec::new();
         for _ in 0..self.replicas {
@@ -104,8 +160,8 @@ impl StackBuilder {
             for (key, value) in &self.keys {
                 builder = builder.key(key, value);
             }
-            if let Some(redis) = &redis {
-                builder = builder.yaml(&redis_yaml(redis, &self.cache));
+            if let Some(block) = &redis_block {
+                builder = builder.yaml(block);
             }
             for yaml in &self.yaml {
                 builder = builder.yaml(yaml);
@@ -116,7 +172,12 @@ impl StackBuilder {
             replica.wait_ready().await;
         }
         let upstream = EchoUpstream::start().await;
-        let envoy = Envoy::start_on(app_port, replicas[0].grpc, upstream.addr).await;
-        Stack { idp, replicas, envoy, upstream, redis }
+        let envoy = if self.balanced {
+            let grpcs: Vec<_> = replicas.iter().map(|r| r.grpc).collect();
+            Envoy::start_balanced(app_port, &grpcs, upstream.addr).await
+        } else {
+            Envoy::start_on(app_port, replicas[0].grpc, upstream.addr).await
+        };
+        Stack { idp, replicas, envoy, upstream, redis, provider_keys }
     }
 }
