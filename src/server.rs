@@ -172,7 +172,7 @@ impl Components {
                 "providerURL is plain http: whoever sits on that path can serve their own keys and forge tokens"
             );
         }
-        let http = crate::oidc::http_client();
+        let http = crate::oidc::http_client_with_timeout(config.provider_timeout.get());
         let discovery = Discovery::start(&config.provider_url, http.clone());
         let jwks = Arc::new(Jwks::new(discovery.clone(), http.clone()));
         let sessions = Sessions::new(

@@ -162,6 +162,15 @@ impl CircuitBreaker {
         permit
     }
 
+    /// Lets the next request be the half-open trial without waiting out the rest of the
+    /// timeout: the health check saw Redis answer while the breaker was open.
+    pub fn try_soon(&self) {
+        let mut inner = self.inner.lock().expect("breaker lock");
+        if inner.state == CircuitState::Open {
+            inner.opened_at = Instant::now().checked_sub(self.timeout).unwrap_or(inner.opened_at);
+        }
+    }
+
     /// Asks to send one request to Redis, with a guard that reports the outcome even when
     /// the request is cancelled midway (a Check the proxy gave up on): dropped unreported,
     /// it counts as a failure, so a half-open trial always resolves and a Redis that makes
@@ -314,8 +323,11 @@ impl BreakerStore {
                 let attempt = store.breaker.attempt();
                 if attempt.permit() == Permit::Rejected {
                     // Still look, without counting: `/healthz` and the error log must
-                    // follow Redis while the breaker waits out its timeout.
-                    let _ = store.primary.health().await;
+                    // follow Redis while the breaker waits out its timeout. A Redis that
+                    // answers again cuts the wait short: the next check is the trial.
+                    if store.primary.health().await.is_ok() {
+                        store.breaker.try_soon();
+                    }
                     continue;
                 }
                 let result = store.primary.health().await;

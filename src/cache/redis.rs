@@ -759,10 +759,16 @@ impl RedisStore {
     /// Runs one request, retrying on connection errors when `idempotent`.
     async fn run<T: redis::FromRedisValue>(&self, idempotent: bool, request: Request<'_>) -> Result<T, CacheError> {
         let attempts = if idempotent { self.max_retries + 1 } else { 1 };
+        // Retries stop once the request has used one readTimeout: a Redis that cannot be
+        // reached must not hold a Check for maxRetries times a connect attempt.
+        let started = Instant::now();
         let mut last = None;
         let mut backoff = Backoff::new(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
         for attempt in 0..attempts {
             if attempt > 0 {
+                if started.elapsed() >= self.read_timeout {
+                    break;
+                }
                 backoff.wait().await;
             }
             let mut conn = match self.connection().await {

@@ -116,6 +116,7 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("AUTHGATE_ADMIN_ADDRESS", "adminAddress", Text),
     var("AUTHGATE_SHUTDOWN_TIMEOUT", "shutdownTimeout", Duration),
     var("AUTHGATE_DRAIN_DELAY", "drainDelay", Duration),
+    var("AUTHGATE_PROVIDER_TIMEOUT", "providerTimeout", Duration),
     var("AUTHGATE_MEMORY_CACHE_SIZE", "memoryCacheSize", Integer),
     var("AUTHGATE_MEMORY_CACHE_MEMORY_MB", "memoryCacheMemoryMB", Integer),
 ];

@@ -171,6 +171,12 @@ pub struct Config {
     /// interval times their unhealthy threshold. Default 5 s.
     #[serde(rename = "drainDelay")]
     pub drain_delay: Seconds,
+    /// Longest wait for one request to the provider (discovery, keys, token endpoint,
+    /// userinfo), connecting included. A login or refresh makes such requests inside a
+    /// Check, so a hung provider must fail the Check (with an error page) before the
+    /// proxy's ext_authz timeout does (3 s in the examples). Default 2 s.
+    #[serde(rename = "providerTimeout")]
+    pub provider_timeout: Seconds,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT. Default 15 s.
     #[serde(rename = "shutdownTimeout")]
     pub shutdown_timeout: Seconds,
@@ -245,6 +251,7 @@ impl Default for Config {
             http_address: "0.0.0.0:8080".into(),
             admin_address: "0.0.0.0:9090".into(),
             drain_delay: Seconds::from_secs(5),
+            provider_timeout: Seconds::from_secs(2),
             shutdown_timeout: Seconds::from_secs(15),
             memory_cache_size: 100_000,
             memory_cache_memory_mb: 256,

@@ -129,6 +129,9 @@ impl Config {
         if self.session_max_age.is_zero() {
             p.add("sessionMaxAge", "must be greater than 0");
         }
+        if self.provider_timeout.is_zero() {
+            p.add("providerTimeout", "must be greater than 0");
+        }
         if self.shutdown_timeout.is_zero() {
             p.add("shutdownTimeout", "must be greater than 0");
         }

@@ -135,7 +135,12 @@ impl Jwks {
             };
         }
         let result = self.fetch_and_store().await;
-        *last = Some((Instant::now(), result.as_ref().err().cloned()));
+        // The first successful fetch does not spend the unknown-`kid` budget: a provider
+        // that rotates its keys soon after authgate started must not see its new key
+        // refused for a whole interval. Failures always count (no fetch storm while down).
+        if cached.is_some() || result.is_err() {
+            *last = Some((Instant::now(), result.as_ref().err().cloned()));
+        }
         match result {
             Ok(set) if set.has(kid) => KeyLookup::Found(set),
             Ok(_) => KeyLookup::Unknown,

@@ -46,20 +46,24 @@ pub enum Verdict {
     Unavailable(OidcError),
 }
 
-/// Connect timeout for provider requests.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Whole-request timeout for provider requests, so a hung provider cannot hold a Check.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Whole-request timeout for provider requests (the `providerTimeout` default), so a hung
+/// provider cannot hold a Check past the proxy's own timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The one HTTP client for talking to the provider: rustls on the process's crypto provider
 /// (`crate::tls`, installed at start-up), bounded timeouts, and **no redirects**: a token,
 /// userinfo or key endpoint that redirects must not make authgate send credentials or trust
 /// keys from wherever it points (SSRF; the `oauth2` crate requires this of its clients).
 pub fn http_client() -> reqwest::Client {
+    http_client_with_timeout(REQUEST_TIMEOUT)
+}
+
+/// Like [`http_client`], each request bounded by `timeout` (connecting included).
+pub fn http_client_with_timeout(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(timeout)
+        .timeout(timeout)
         .user_agent(concat!("authgate/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a client with static settings builds")

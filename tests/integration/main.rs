@@ -15,6 +15,7 @@ mod config_cli;
 mod config_files;
 mod decisions;
 mod envoy_ext_authz;
+mod faults;
 mod grpcurl;
 mod hostile;
 mod lifecycle;

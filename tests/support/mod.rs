@@ -350,7 +350,7 @@ static_resources:
               status_on_error: {{ code: 503 }}
               grpc_service:
                 envoy_grpc: {{ cluster_name: authgate }}
-                timeout: 2s
+                timeout: 3s
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
