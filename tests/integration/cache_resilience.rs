@@ -333,3 +333,43 @@ async fn a_hybrid_replica_serves_warm_sessions_through_a_redis_pause() {
     redis.signal("CONT");
     assert!(took < Duration::from_millis(50), "{took:?}");
 }
+
+/// Each kind of Redis trouble that a real server can be made to show is named by its class
+/// (the label of `authgate_redis_errors_total` and `/healthz`'s `error_class`).
+#[tokio::test]
+async fn redis_trouble_is_named_by_its_class() {
+    use authgate::cache::ErrorClass;
+    // Nothing listens.
+    let port = crate::support::free_port();
+    let store = RedisStore::new(&redis_config(&format!("127.0.0.1:{port}"))).unwrap();
+    assert!(store.health().await.is_err());
+    assert_eq!(store.error_class(), Some(ErrorClass::ConnectionRefused));
+
+    // An ACL user without the permission for a command authgate needs.
+    let redis = RedisServer::start();
+    redis.cli(&["ACL", "SETUSER", "limited", "on", ">limited-pw", "~*", "&*", "+@all", "-set"]);
+    let mut config = redis_config(&redis.address());
+    config.username = "limited".into();
+    config.password = authgate::config::Secret::new("limited-pw");
+    let store = RedisStore::new(&config).unwrap();
+    assert!(matches!(store.set("k", b"v", Duration::from_secs(5)).await, Err(CacheError::Refused(_))));
+    assert_eq!(store.error_class(), Some(ErrorClass::NoPerm));
+    // And a success clears it.
+    store.health().await.unwrap();
+    assert_eq!(store.error_class(), None);
+
+    // A replica refuses writes (what a client stuck on a demoted master sees).
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &redis.port.to_string()]);
+    let store = RedisStore::new(&redis_config(&replica.address())).unwrap();
+    assert!(matches!(store.set("k", b"v", Duration::from_secs(5)).await, Err(CacheError::NotServing(_))));
+    assert_eq!(store.error_class(), Some(ErrorClass::ReadOnly));
+
+    // TLS to a server whose certificate we do not trust.
+    let tls = crate::support::TlsFiles::generate();
+    let tls_redis = RedisServer::start_tls(&tls);
+    let mut config = redis_config(&tls_redis.address());
+    config.tls.enabled = true;
+    let store = RedisStore::new(&config).unwrap();
+    assert!(store.health().await.is_err());
+    assert_eq!(store.error_class(), Some(ErrorClass::Tls), "{:?}", store.last_error());
+}

@@ -26,3 +26,4 @@ mod reasons;
 mod refresh;
 mod replicas;
 mod security;
+mod soak;

@@ -9,14 +9,21 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-/// Logins (each followed by requests) in the login test; `AUTHGATE_LONG_TESTS=1` runs
-/// the full 200.
-fn logins() -> usize {
-    200
-}
+/// Logins (each followed by 20 requests) in the login test.
+const LOGINS: usize = 200;
 
 async fn three_replicas(mode: &str) -> Stack {
-    Stack::builder().cache(mode).replicas(3).balanced().provider_keys().key("logLevel", "info").start().await
+    three_replicas_on(mode, None).await
+}
+
+/// Three replicas on a Redis the test started itself (a `redis:` block for a Sentinel
+/// set or a Cluster), or on a single `redis-server` of the stack's.
+async fn three_replicas_on(mode: &str, redis_yaml: Option<&str>) -> Stack {
+    let mut builder = Stack::builder();
+    if let Some(yaml) = redis_yaml {
+        builder = builder.redis_yaml(yaml);
+    }
+    builder.cache(mode).replicas(3).balanced().provider_keys().key("logLevel", "info").start().await
 }
 
 /// A JSON API request through Envoy with `cookie`: its status.
@@ -32,7 +39,7 @@ async fn api_status(client: &reqwest::Client, stack: &Stack, cookie: &str) -> u1
 ///    requests spread over the three; any 401 would be a re-authentication.
 async fn logins_are_honoured_by_every_replica(mode: &str) {
     let stack = three_replicas(mode).await;
-    let logins = logins();
+    let logins = LOGINS;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
@@ -110,7 +117,10 @@ async fn post_logout_token(client: &reqwest::Client, replica: std::net::SocketAd
 ///    provider's key) to random replicas are all accepted (no false replay); 200 tokens
 ///    each sent to two replicas at the same instant are accepted exactly once each.
 async fn logout_tokens_are_accepted_exactly_once(mode: &str) {
-    let stack = three_replicas(mode).await;
+    logout_tokens_are_accepted_exactly_once_on(three_replicas(mode).await, mode).await;
+}
+
+async fn logout_tokens_are_accepted_exactly_once_on(stack: Stack, mode: &str) {
     let client = reqwest::Client::new();
     let replicas: Vec<_> = stack.replicas.iter().map(|r| r.http).collect();
     let started = Instant::now();
@@ -265,7 +275,10 @@ async fn time_to_denial(stack: &Stack, cookie: &str, since: Instant) -> Vec<(Dur
 ///    replica at once, hybrid L1s included (each replica has read the session twice first,
 ///    so a hybrid L1 holds it).
 async fn logout_on_one_replica_is_felt_by_all(mode: &str) {
-    let stack = three_replicas(mode).await;
+    logout_on_one_replica_is_felt_by_all_on(three_replicas(mode).await, mode).await;
+}
+
+async fn logout_on_one_replica_is_felt_by_all_on(stack: Stack, mode: &str) {
     for how in ["rp", "backchannel"] {
         let user = format!("leaver-{how}");
         let (browser, jar) = browser_with_jar();
@@ -319,4 +332,29 @@ async fn logout_on_one_replica_is_felt_by_all_in_redis_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_on_one_replica_is_felt_by_all_in_hybrid_mode() {
     logout_on_one_replica_is_felt_by_all("hybrid").await;
+}
+
+/// The one-time claim is one `SET NX PX` on the key's shard: exactly once over a Cluster too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_tokens_are_accepted_exactly_once_over_a_cluster() {
+    let cluster = crate::support::RedisCluster::start();
+    let yaml = format!(
+        "redis:\n  enabled: true\n  cacheMode: hybrid\n  clusterMode: true\n  address: {}\n",
+        cluster.address()
+    );
+    let stack = three_replicas_on("hybrid", Some(&yaml)).await;
+    logout_tokens_are_accepted_exactly_once_on(stack, "hybrid over a 6-node cluster").await;
+}
+
+/// Invalidations and markers through a Sentinel-discovered master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_one_replica_is_felt_by_all_over_sentinel() {
+    let sentinels = crate::support::RedisSentinels::start();
+    let addresses = sentinels.sentinels.iter().map(|s| format!("\"{}\"", s.address())).collect::<Vec<_>>().join(", ");
+    let yaml = format!(
+        "redis:\n  enabled: true\n  cacheMode: hybrid\n  sentinel:\n    masterName: {}\n    addresses: [{addresses}]\n",
+        crate::support::SENTINEL_MASTER
+    );
+    let stack = three_replicas_on("hybrid", Some(&yaml)).await;
+    logout_on_one_replica_is_felt_by_all_on(stack, "hybrid over sentinel").await;
 }

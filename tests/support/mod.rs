@@ -157,6 +157,21 @@ impl Authgate {
         self.dir.path()
     }
 
+    /// The process id (for RSS readings in the soak).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the process in kilobytes (Linux `/proc`).
+    pub fn rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Sends SIGTERM without waiting for the exit.
     pub fn send_sigterm(&self) {
         terminate(&self.child);
