@@ -25,7 +25,7 @@ IDP_PORT=9400 node tests/idp/server.mjs >"$logs/idp.log" 2>&1 &
 pids+=($!)
 target/release/authgate serve --config examples/authgate.yaml >"$logs/authgate.log" 2>&1 &
 pids+=($!)
-.tools/bin/envoy -c examples/envoy.yaml --disable-hot-restart --log-level warn >"$logs/envoy.log" 2>&1 &
+.tools/bin/envoy -c examples/envoy/envoy.yaml --disable-hot-restart --log-level warn >"$logs/envoy.log" 2>&1 &
 pids+=($!)
 
 wait_for() { # url expected-substring what

@@ -301,99 +301,71 @@ impl Envoy {
     /// Like [`Envoy::start`], listening on a port chosen beforehand (the IdP needs the
     /// app's origin for its redirect URIs before Envoy runs).
     pub async fn start_on(listener: u16, authgate_grpc: SocketAddr, upstream: SocketAddr) -> Envoy {
-        Envoy::start_with(listener, &[authgate_grpc], false, upstream).await
+        Envoy::start_with(listener, &[authgate_grpc], upstream).await
     }
 
-    /// Envoy round-robining Checks over every replica in `authgate_grpcs`, health-checking
-    /// each over gRPC health every second (one failure marks a replica unhealthy), as a
-    /// deployment in front of several replicas does.
+    /// Envoy round-robining Checks over every replica in `authgate_grpcs` (each
+    /// health-checked over gRPC health every second, as the shipped example does).
     pub async fn start_balanced(listener: u16, authgate_grpcs: &[SocketAddr], upstream: SocketAddr) -> Envoy {
-        Envoy::start_with(listener, authgate_grpcs, true, upstream).await
+        Envoy::start_with(listener, authgate_grpcs, upstream).await
     }
 
-    async fn start_with(
+    /// The shipped `examples/envoy/envoy.yaml`, on the test's ports.
+    async fn start_with(listener: u16, authgate_grpcs: &[SocketAddr], upstream: SocketAddr) -> Envoy {
+        let config =
+            Envoy::example_config("examples/envoy/envoy.yaml", listener, free_port(), authgate_grpcs, upstream);
+        Envoy::start_config(&config).await
+    }
+
+    /// An Envoy configuration shipped with authgate (or a test fixture written like one),
+    /// with its example addresses (listener :8000, admin :8001, upstream :8002, authgate
+    /// :9001) replaced by the test's. Each replacement must apply once, so the example
+    /// cannot drift away from what the tests run.
+    pub fn example_config(
+        path: &str,
         listener: u16,
+        admin: u16,
         authgate_grpcs: &[SocketAddr],
-        health_checked: bool,
         upstream: SocketAddr,
-    ) -> Envoy {
-        authgate::tls::install_crypto_provider();
-        let endpoints: String = authgate_grpcs
-            .iter()
-            .map(|a| {
-                format!(
-                    "\n        - endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}",
-                    a.ip(),
-                    a.port()
-                )
-            })
-            .collect();
-        let health_checks = if health_checked {
-            "\n    health_checks:\n    - timeout: 0.5s\n      interval: 1s\n      no_traffic_interval: 1s\n      unhealthy_threshold: 1\n      healthy_threshold: 1\n      grpc_health_check: {}"
-        } else {
-            ""
+    ) -> String {
+        let mut config = std::fs::read_to_string(repo_root().join(path)).unwrap();
+        let endpoint = |a: &SocketAddr| {
+            format!(
+                "- endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}",
+                a.ip(),
+                a.port()
+            )
         };
+        let endpoints: Vec<String> = authgate_grpcs.iter().map(endpoint).collect();
+        let replacements = [
+            (
+                "address: 127.0.0.1, port_value: 8001 }".to_owned(),
+                format!("address: 127.0.0.1, port_value: {admin} }}"),
+            ),
+            (
+                "address: 127.0.0.1, port_value: 8000 }".to_owned(),
+                format!("address: 127.0.0.1, port_value: {listener} }}"),
+            ),
+            (endpoint(&"127.0.0.1:8002".parse().unwrap()), endpoint(&upstream)),
+            (endpoint(&"127.0.0.1:9001".parse().unwrap()), endpoints.join("\n        ")),
+        ];
+        for (example, ours) in replacements {
+            assert_eq!(config.matches(&example).count(), 1, "{path} should have `{example}` once");
+            config = config.replace(&example, &ours);
+        }
+        config
+    }
+
+    /// Starts Envoy with `config`, a complete bootstrap (admin and one listener).
+    pub async fn start_config(config: &str) -> Envoy {
+        authgate::tls::install_crypto_provider();
+        let port_after = |marker: &str| -> u16 {
+            let tail = &config[config.find(marker).expect(marker)..];
+            let at = tail.find("port_value: ").unwrap() + "port_value: ".len();
+            tail[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+        };
+        let (admin, listener) = (port_after("admin:"), port_after("listeners:"));
         let dir = tempfile::tempdir().expect("temp dir");
-        let admin = free_port();
-        let config = format!(
-            r#"
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
-static_resources:
-  listeners:
-  - name: ingress
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: upstream }}
-          http_filters:
-          - name: envoy.filters.http.ext_authz
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-              transport_api_version: V3
-              failure_mode_allow: false
-              status_on_error: {{ code: 503 }}
-              grpc_service:
-                envoy_grpc: {{ cluster_name: authgate }}
-                timeout: 3s
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: authgate
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    lb_policy: ROUND_ROBIN{health_checks}
-    load_assignment:
-      cluster_name: authgate
-      endpoints:
-      - lb_endpoints:{endpoints}
-  - name: upstream
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: {up_ip}, port_value: {up_port} }} }} }}
-"#,
-            up_ip = upstream.ip(),
-            up_port = upstream.port(),
-        );
         let config_path = dir.path().join("envoy.yaml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.path().join("envoy.log");
