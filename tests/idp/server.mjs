@@ -4,12 +4,15 @@
 //
 // Environment:
 //   IDP_PORT               port on 127.0.0.1 (default 9400)
+//   IDP_ISSUER             issuer URL (default http://127.0.0.1:IDP_PORT), for a provider
+//                          reached under another name (examples/compose)
 //   IDP_CLIENTS            JSON array of client metadata (default: the demo client)
 //   IDP_ACCESS_TOKEN_TTL   seconds (default 3600); IDP_ID_TOKEN_TTL likewise
 //   IDP_REFRESH_TOKEN_TTL  seconds (default 86400)
 //   IDP_RESOURCE           resource indicator whose access tokens are JWTs (default urn:authgate:api)
 //   IDP_AUDIENCE           audience of those JWTs (default authgate-demo)
 //   IDP_CONFORM_ID_TOKEN_CLAIMS  "true": scope claims only in userinfo, not in the ID token
+//   IDP_LISTEN             address to listen on (default 127.0.0.1; 0.0.0.0 in a container)
 //   IDP_KEY_DIR            directory of RS256 signing keys `<kid>.pem` (PKCS#8), created
 //                          when missing, so that tests can sign tokens as the provider
 //                          (logout tokens by the thousand) and rotate its keys
@@ -22,7 +25,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const port = Number(process.env.IDP_PORT || 9400);
-const issuer = `http://127.0.0.1:${port}`;
+const issuer = process.env.IDP_ISSUER || `http://127.0.0.1:${port}`;
 const seconds = (name, fallback) => Number(process.env[name] || fallback);
 const resource = process.env.IDP_RESOURCE || 'urn:authgate:api';
 const audience = process.env.IDP_AUDIENCE || 'authgate-demo';
@@ -129,6 +132,6 @@ provider.on('server_error', (ctx, err) => console.log(`server_error: ${err.messa
 // rotated refresh token is one, and revokes the whole grant).
 provider.on('refresh_token.consumed', () => console.log('refresh_token.consumed'));
 provider.on('grant.error', (ctx, err) => console.log(`grant.error: ${err.message}`));
-provider.listen(port, '127.0.0.1', () => {
+provider.listen(port, process.env.IDP_LISTEN || '127.0.0.1', () => {
   console.log(`IDP READY ${issuer}`);
 });

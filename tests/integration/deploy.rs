@@ -138,3 +138,26 @@ async fn an_istio_custom_policy_sends_only_matched_requests_to_authgate() {
     }
     assert_eq!(checks().await, before + 3.0, "one Check per matched request");
 }
+
+/// The Compose example parses against the Compose specification's schema and its Envoy
+/// configuration passes `envoy --mode validate` (Docker cannot run here); the same
+/// topology as local processes (scripts/replicas.sh) logs a user in through Envoy, every
+/// replica knows the session, and a logout is felt by all three.
+#[test]
+fn the_compose_topology_validates_and_runs_as_local_processes() {
+    run_ok(venv("check-jsonschema"), &["--builtin-schema", "vendor.compose-spec", "examples/compose/compose.yaml"]);
+    run_ok(tool("envoy"), &["--mode", "validate", "-c", "examples/compose/envoy.yaml", "--log-level", "error"]);
+    // Ports below the ephemeral range, so that no connection of another test holds them.
+    let base = 20_000 + 50 * fastrand::u16(..200);
+    let out = Command::new(repo_root().join("scripts/replicas.sh"))
+        .arg("--check")
+        .env("AUTHGATE_BIN", env!("CARGO_BIN_EXE_authgate"))
+        .env("PORT_BASE", base.to_string())
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("known to all three replicas; logout felt by all three"), "{text}");
+}
