@@ -24,6 +24,7 @@ mod login;
 mod observability;
 mod proxies;
 mod reasons;
+mod redis_ops;
 mod refresh;
 mod replicas;
 mod security;

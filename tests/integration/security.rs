@@ -29,7 +29,7 @@ fn bearer(token: &str) -> authgate::authz::AuthRequest {
 }
 
 /// An access token for `sub` from the provider.
-fn access_token(f: &Fixture, extra: serde_json::Value) -> String {
+pub fn access_token(f: &Fixture, extra: serde_json::Value) -> String {
     let mut claims = f.provider.claims(json!({"sub": "svc", "email": "svc@example.com", "email_verified": true}));
     for (k, v) in extra.as_object().unwrap() {
         claims[k] = v.clone();
