@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# Whole-Check benchmark with its baselines measured in the same run (BENCHMARKS.md):
+#   1. ext_authz Checks sent straight to the server (authgate-checkload: many RPCs in flight
+#      over two HTTP/2 connections), authgate per scenario and mode ÷ a do-nothing ext_authz
+#      server on the same tonic stack given the same request;
+#   2. HTTP requests through a real Envoy (--concurrency 1, wrk -t1 -c16, answered by Envoy
+#      itself so no upstream is measured): no auth filter, Envoy's in-process jwt_authn
+#      (RS256, same token, no JWT cache), ext_authz to the do-nothing server, ext_authz to
+#      authgate (bearer, and a session in each mode);
+#   3. memory: authgate's idle RSS.
+# Prints one table of ratios. Not part of the test run. Options via environment:
+#   DURATION (s, default 5), RUNS (best of, default 3), CONCURRENCY (in-flight Checks, 64).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+duration=${DURATION:-5} runs=${RUNS:-3} concurrency=${CONCURRENCY:-64}
+
+scripts/install-test-deps.sh >/dev/null
+command -v wrk >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --locked --quiet --features bench-tools --bins
+bin=target/release
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+wait_for() { # url substring what
+  for _ in $(seq 1 400); do curl -fsS "$1" 2>/dev/null | grep -q "$2" && return 0; sleep 0.05; done
+  echo "bench-check: $3 did not start ($work)" >&2; tail -n 20 "$work"/*.log >&2; exit 1
+}
+
+base=${PORT_BASE:-19000}
+redis=$((base + 1)) idp=$((base + 2)) null=$((base + 3))
+redis-server --port "$redis" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
+pids+=($!)
+mkdir "$work/keys"
+uris="" ; for i in 1 2 3; do uris+="\"http://127.0.0.1:$((base + 20 + i))/oauth2/callback\","; done
+IDP_PORT=$idp IDP_KEY_DIR="$work/keys" IDP_AUDIENCE=authgate-bench IDP_RESOURCE=urn:authgate:api \
+IDP_CLIENTS="[{\"client_id\":\"authgate-bench\",\"client_secret\":\"bench-secret\",\"redirect_uris\":[${uris%,}],
+  \"grant_types\":[\"authorization_code\",\"refresh_token\",\"client_credentials\"],\"response_types\":[\"code\"],
+  \"token_endpoint_auth_method\":\"client_secret_basic\"}]" node tests/idp/server.mjs >"$work/idp.log" 2>&1 &
+pids+=($!)
+"$bin/authgate-null-authz" "127.0.0.1:$null" >"$work/null.log" 2>&1 &
+pids+=($!)
+null_pid=$!
+
+modes=(memory redis hybrid)
+declare -A grpc admin pid
+session_key=$(openssl rand -hex 32)
+for i in 1 2 3; do
+  mode=${modes[$((i - 1))]}
+  grpc[$mode]=$((base + 10 + i)) admin[$mode]=$((base + 30 + i))
+  enabled=false; [ "$mode" = memory ] || enabled=true
+  cat >"$work/$mode.yaml" <<YAML
+providerURL: http://127.0.0.1:$idp
+clientID: authgate-bench
+userIdentifierClaim: sub
+forceHTTPS: false
+excludedURLs: [/public]
+logLevel: warn
+callbackURL: http://127.0.0.1:$((base + 20 + i))/oauth2/callback
+grpcAddress: 127.0.0.1:$((base + 10 + i))
+httpAddress: 127.0.0.1:$((base + 20 + i))
+adminAddress: 127.0.0.1:$((base + 30 + i))
+redis:
+  enabled: $enabled
+  address: 127.0.0.1:$redis
+  cacheMode: $mode
+  keyPrefix: bench-$mode
+YAML
+  AUTHGATE_CLIENT_SECRET=bench-secret AUTHGATE_SESSION_ENCRYPTION_KEY=$session_key \
+    "$bin/authgate" serve --config "$work/$mode.yaml" >"$work/authgate-$mode.log" 2>&1 &
+  pids+=($!)
+  pid[$mode]=$!
+done
+wait_for "http://127.0.0.1:$idp/.well-known/openid-configuration" issuer "the provider"
+for mode in "${modes[@]}"; do wait_for "http://127.0.0.1:${admin[$mode]}/readyz" ready "authgate ($mode)"; done
+sleep 1
+idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/${pid[memory]}/status")
+
+declare -A cookie
+for i in 1 2 3; do
+  mode=${modes[$((i - 1))]}
+  cookie[$mode]=$(scripts/oidc_login.py "http://127.0.0.1:$((base + 20 + i))/oauth2/start?rd=/private" "bench-$mode")
+done
+token=$(curl -fsS -u authgate-bench:bench-secret -d grant_type=client_credentials -d resource=urn:authgate:api -d scope=api \
+  "http://127.0.0.1:$idp/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+# --- 1. Checks straight to the server --------------------------------------------------
+best() { # label target pid checkload-args… : best of $runs by throughput; prints the line
+  local label=$1 target=$2 p=$3; shift 3
+  local best_line="" best_rate=0
+  for _ in $(seq 1 "$runs"); do
+    line=$("$bin/authgate-checkload" --target "$target" --label "$label" --pid "$p" --concurrency "$concurrency" \
+      --connections 2 --warmup 1 --duration "$duration" "$@")
+    rate=$(awk '{for(i=1;i<=NF;i++) if ($i ~ /\/s$/) {sub(/\/s$/,"",$i); print $i; exit}}' <<<"$line")
+    if awk -v a="$rate" -v b="$best_rate" 'BEGIN{exit !(a>b)}'; then best_rate=$rate best_line=$line; fi
+  done
+  echo "$best_line"
+  results[$label]=$best_rate
+}
+declare -A results
+echo "== Checks straight to the server (best of $runs × ${duration}s, $concurrency in flight over 2 HTTP/2 connections)"
+best "null: same request" "127.0.0.1:$null" "$null_pid" --path /private --header "cookie: ${cookie[memory]}"
+best "excluded path" "127.0.0.1:${grpc[memory]}" "${pid[memory]}" --path /public/x
+best "anonymous browser (302)" "127.0.0.1:${grpc[memory]}" "${pid[memory]}" --path /private --header "accept: text/html"
+for mode in "${modes[@]}"; do
+  best "session hit, $mode" "127.0.0.1:${grpc[$mode]}" "${pid[$mode]}" --path /private --header "cookie: ${cookie[$mode]}"
+done
+best "bearer JWT, cached" "127.0.0.1:${grpc[memory]}" "${pid[memory]}" --path /private --header "authorization: Bearer $token"
+
+# --- 2. Through Envoy ------------------------------------------------------------------
+listener() { # name port filters(yaml, 10 spaces indent)
+  cat <<YAML
+  - name: $1
+    address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: $1
+          route_config:
+            virtual_hosts:
+            - name: app
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                direct_response: { status: 200, body: { inline_string: "ok" } }
+          http_filters:
+$3
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+YAML
+}
+ext_authz() { # cluster
+  cat <<YAML
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              transport_api_version: V3
+              failure_mode_allow: false
+              status_on_error: { code: 503 }
+              grpc_service: { envoy_grpc: { cluster_name: $1 }, timeout: 3s }
+YAML
+}
+cluster() { # name port http2?
+  cat <<YAML
+  - name: $1
+    type: STATIC
+    connect_timeout: 1s
+YAML
+  [ "$3" = h2 ] && cat <<YAML
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+YAML
+  cat <<YAML
+    load_assignment:
+      cluster_name: $1
+      endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } } } ] } ]
+YAML
+}
+jwt_authn=$(cat <<YAML
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                idp:
+                  issuer: http://127.0.0.1:$idp
+                  audiences: [authgate-bench]
+                  remote_jwks:
+                    http_uri: { uri: "http://127.0.0.1:$idp/jwks", cluster: idp, timeout: 2s }
+                    cache_duration: 600s
+              rules: [ { match: { prefix: "/" }, requires: { provider_name: idp } } ]
+YAML
+)
+e=$((base + 40))
+{
+  echo "admin: { address: { socket_address: { address: 127.0.0.1, port_value: $e } } }"
+  echo "static_resources:"
+  echo "  listeners:"
+  listener none $((e + 1)) ""
+  listener jwt_authn $((e + 2)) "$jwt_authn"
+  listener null $((e + 3)) "$(ext_authz null)"
+  listener memory $((e + 4)) "$(ext_authz memory)"
+  listener redis $((e + 5)) "$(ext_authz redis)"
+  listener hybrid $((e + 6)) "$(ext_authz hybrid)"
+  echo "  clusters:"
+  cluster null "$null" h2
+  for mode in "${modes[@]}"; do cluster "$mode" "${grpc[$mode]}" h2; done
+  cluster idp "$idp" h1
+} >"$work/envoy.yaml"
+.tools/bin/envoy -c "$work/envoy.yaml" --concurrency 1 --disable-hot-restart --log-level error >"$work/envoy.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$e/ready" LIVE envoy
+
+wrk_best() { # label port header
+  local label=$1 port=$2 header=$3 best_rate=0
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "$header" "http://127.0.0.1:$port/private")
+  [ "$code" = 200 ] || { echo "bench-check: $label answered $code, not 200" >&2; exit 1; }
+  for _ in $(seq 1 "$runs"); do
+    rate=$(wrk -t1 -c16 -d"${duration}s" -H "$header" "http://127.0.0.1:$port/private" | awk '/Requests\/sec/ {print $2}')
+    if awk -v a="$rate" -v b="$best_rate" 'BEGIN{exit !(a>b)}'; then best_rate=$rate; fi
+  done
+  printf '%-36s %9.0f/s\n' "$label" "$best_rate"
+  results[$label]=$best_rate
+}
+echo
+echo "== Through Envoy (--concurrency 1, wrk -t1 -c16, best of $runs × ${duration}s)"
+wrk_best "envoy: no auth filter" $((e + 1)) "authorization: Bearer $token"
+wrk_best "envoy: jwt_authn (RS256)" $((e + 2)) "authorization: Bearer $token"
+wrk_best "envoy: ext_authz do-nothing" $((e + 3)) "authorization: Bearer $token"
+wrk_best "envoy: authgate bearer" $((e + 4)) "authorization: Bearer $token"
+for i in 4 5 6; do
+  mode=${modes[$((i - 4))]}
+  wrk_best "envoy: authgate session, $mode" $((e + i)) "cookie: ${cookie[$mode]}"
+done
+
+ratio() { awk -v a="${results[$1]}" -v b="${results[$2]}" 'BEGIN{printf "%.2f", a/b}'; }
+echo
+echo "== Ratios (the figure that counts on a shared 2-core machine)"
+printf '%-58s %s\n' "scenario" "ratio"
+printf '%-58s %s\n' "excluded path ÷ do-nothing server (direct)" "$(ratio "excluded path" "null: same request")"
+for mode in "${modes[@]}"; do
+  printf '%-58s %s\n' "session hit, $mode ÷ do-nothing server (direct)" "$(ratio "session hit, $mode" "null: same request")"
+done
+printf '%-58s %s\n' "bearer, cached ÷ do-nothing server (direct)" "$(ratio "bearer JWT, cached" "null: same request")"
+printf '%-58s %s\n' "envoy: authgate bearer ÷ ext_authz do-nothing" "$(ratio "envoy: authgate bearer" "envoy: ext_authz do-nothing")"
+printf '%-58s %s\n' "envoy: authgate bearer ÷ jwt_authn (in-process)" "$(ratio "envoy: authgate bearer" "envoy: jwt_authn (RS256)")"
+for mode in "${modes[@]}"; do
+  printf '%-58s %s\n' "envoy: authgate session, $mode ÷ ext_authz do-nothing" "$(ratio "envoy: authgate session, $mode" "envoy: ext_authz do-nothing")"
+done
+printf '%-58s %s\n' "envoy: ext_authz do-nothing ÷ no auth filter" "$(ratio "envoy: ext_authz do-nothing" "envoy: no auth filter")"
+echo
+echo "idle RSS of authgate (memory mode, after start-up): $((idle_rss / 1024)) MB"
