@@ -105,13 +105,23 @@ best() { # label target pid checkload-args… : best of $runs by throughput; pri
 }
 declare -A results
 echo "== Checks straight to the server (best of $runs × ${duration}s, $concurrency in flight over 2 HTTP/2 connections)"
-best "null: same request" "127.0.0.1:$null" "$null_pid" --path /private --header "cookie: ${cookie[memory]}"
+# The do-nothing server is given the same request as each scenario it is compared with.
+best "null: plain request" "127.0.0.1:$null" "$null_pid" --path /public/x
 best "excluded path" "127.0.0.1:${grpc[memory]}" "${pid[memory]}" --path /public/x
 best "anonymous browser (302)" "127.0.0.1:${grpc[memory]}" "${pid[memory]}" --path /private --header "accept: text/html"
+best "null: with a session cookie" "127.0.0.1:$null" "$null_pid" --path /private --header "cookie: ${cookie[memory]}"
 for mode in "${modes[@]}"; do
   best "session hit, $mode" "127.0.0.1:${grpc[$mode]}" "${pid[$mode]}" --path /private --header "cookie: ${cookie[$mode]}"
 done
+best "null: with a bearer token" "127.0.0.1:$null" "$null_pid" --path /private --header "authorization: Bearer $token"
 best "bearer JWT, cached" "127.0.0.1:${grpc[memory]}" "${pid[memory]}" --path /private --header "authorization: Bearer $token"
+# Added latency at one connection, one Check at a time.
+one() { "$bin/authgate-checkload" --target "$1" --label "$2" --concurrency 1 --connections 1 --warmup 1 --duration "$duration" "${@:3}"; }
+echo "-- one Check at a time (added latency)"
+one "127.0.0.1:$null" "null: with a session cookie, 1" --path /private --header "cookie: ${cookie[memory]}"
+one "127.0.0.1:${grpc[memory]}" "session hit, memory, 1" --path /private --header "cookie: ${cookie[memory]}"
+one "127.0.0.1:$null" "null: with a bearer token, 1" --path /private --header "authorization: Bearer $token"
+one "127.0.0.1:${grpc[memory]}" "bearer JWT, cached, 1" --path /private --header "authorization: Bearer $token"
 
 # --- 2. Through Envoy ------------------------------------------------------------------
 listener() { # name port filters(yaml, 10 spaces indent)
@@ -187,12 +197,12 @@ e=$((base + 40))
   echo "  listeners:"
   listener none $((e + 1)) ""
   listener jwt_authn $((e + 2)) "$jwt_authn"
-  listener null $((e + 3)) "$(ext_authz null)"
+  listener noop $((e + 3)) "$(ext_authz noop)"
   listener memory $((e + 4)) "$(ext_authz memory)"
   listener redis $((e + 5)) "$(ext_authz redis)"
   listener hybrid $((e + 6)) "$(ext_authz hybrid)"
   echo "  clusters:"
-  cluster null "$null" h2
+  cluster noop "$null" h2
   for mode in "${modes[@]}"; do cluster "$mode" "${grpc[$mode]}" h2; done
   cluster idp "$idp" h1
 } >"$work/envoy.yaml"
@@ -226,11 +236,12 @@ ratio() { awk -v a="${results[$1]}" -v b="${results[$2]}" 'BEGIN{printf "%.2f", 
 echo
 echo "== Ratios (the figure that counts on a shared 2-core machine)"
 printf '%-58s %s\n' "scenario" "ratio"
-printf '%-58s %s\n' "excluded path ÷ do-nothing server (direct)" "$(ratio "excluded path" "null: same request")"
+printf '%-58s %s\n' "excluded path ÷ do-nothing server (direct)" "$(ratio "excluded path" "null: plain request")"
+printf '%-58s %s\n' "anonymous browser ÷ do-nothing server (direct)" "$(ratio "anonymous browser (302)" "null: plain request")"
 for mode in "${modes[@]}"; do
-  printf '%-58s %s\n' "session hit, $mode ÷ do-nothing server (direct)" "$(ratio "session hit, $mode" "null: same request")"
+  printf '%-58s %s\n' "session hit, $mode ÷ do-nothing server (direct)" "$(ratio "session hit, $mode" "null: with a session cookie")"
 done
-printf '%-58s %s\n' "bearer, cached ÷ do-nothing server (direct)" "$(ratio "bearer JWT, cached" "null: same request")"
+printf '%-58s %s\n' "bearer, cached ÷ do-nothing server (direct)" "$(ratio "bearer JWT, cached" "null: with a bearer token")"
 printf '%-58s %s\n' "envoy: authgate bearer ÷ ext_authz do-nothing" "$(ratio "envoy: authgate bearer" "envoy: ext_authz do-nothing")"
 printf '%-58s %s\n' "envoy: authgate bearer ÷ jwt_authn (in-process)" "$(ratio "envoy: authgate bearer" "envoy: jwt_authn (RS256)")"
 for mode in "${modes[@]}"; do
