@@ -22,12 +22,14 @@ use crate::claims::{Claims, u64_claim};
 use crate::clock::now;
 use crate::config::Config;
 use crate::reason::Reason;
-use crate::session::Cipher;
+use crate::session::{Cipher, OpenedCache};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest time a verified token's claims are reused without checking the signature again.
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
+/// Hot tokens whose opened cache entry is kept (see `OpenedCache`).
+const OPENED_TOKENS: u64 = 10_000;
 
 /// `typ` values that name a token that is not an access token.
 const OTHER_KINDS: [&str; 4] = ["logout+jwt", "id_token+jwt", "secevent+jwt", "jwt-refresh"];
@@ -38,6 +40,8 @@ pub struct BearerVerifier {
     audience: String,
     cache: Cache,
     cipher: Cipher,
+    /// Hot tokens' opened cache entries: see [`OpenedCache`].
+    opened: OpenedCache<Claims>,
     leeway: u64,
     /// Accepted `typ` values, normalised; empty: any but [`OTHER_KINDS`].
     token_types: Vec<String>,
@@ -66,6 +70,7 @@ impl BearerVerifier {
             audience: config.expected_audience().to_owned(),
             cache,
             cipher,
+            opened: OpenedCache::new(OPENED_TOKENS, CACHE_TTL),
             leeway: config.clock_skew_seconds,
             token_types: config.bearer_token_types.iter().map(|t| normalise_typ(t)).collect(),
             allow_nonce: config.bearer_allow_nonce,
@@ -105,14 +110,14 @@ impl BearerVerifier {
     /// The claims cached for a token, if an entry exists and is ours.
     async fn cached(&self, id: &str) -> Option<Claims> {
         let sealed = self.cache.get_raw(Kind::Token, id).await.ok()??;
-        match self.cipher.open(&sealed, id.as_bytes()).and_then(|plain| serde_json::from_slice(&plain).ok()) {
-            Some(claims) => Some(claims),
-            None => {
-                self.cache.record_rejected(Kind::Token);
-                tracing::warn!("a verified-token cache entry failed its seal (written by someone else?): ignored");
-                None
-            }
+        let claims = self.opened.get_or_open(id, sealed, |sealed| {
+            self.cipher.open(sealed, id.as_bytes()).and_then(|plain| serde_json::from_slice(&plain).ok())
+        });
+        if claims.is_none() {
+            self.cache.record_rejected(Kind::Token);
+            tracing::warn!("a verified-token cache entry failed its seal (written by someone else?): ignored");
         }
+        claims
     }
 
     fn is_access_token_header(&self, token: &str) -> Result<(), Reason> {

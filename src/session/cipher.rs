@@ -67,6 +67,45 @@ fn derive(secret: &str, purpose: Purpose) -> Aes256Gcm {
     Aes256Gcm::new(&key.into())
 }
 
+/// A memo of opened sealed values: the value opened from one store key is kept next to
+/// the exact sealed bytes it came from, and reused only when the store answers those very
+/// bytes again. Opening (AES-GCM, then JSON) is most of what a cached request costs; a memo
+/// of a pure function changes no answer: replaced or tampered bytes are opened again.
+/// Lives in process memory only.
+pub struct OpenedCache<T> {
+    entries: moka::sync::Cache<String, std::sync::Arc<(Vec<u8>, T)>>,
+}
+
+impl<T> Clone for OpenedCache<T> {
+    fn clone(&self) -> Self {
+        OpenedCache { entries: self.entries.clone() }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> OpenedCache<T> {
+    /// At most `capacity` entries (the hot ones), none older than `ttl`.
+    pub fn new(capacity: u64, ttl: std::time::Duration) -> Self {
+        OpenedCache { entries: moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build() }
+    }
+
+    /// The value `sealed` (read from the store under `key`) opens to: the memo's if it was
+    /// opened from these same bytes, else `open(sealed)` (remembered when it succeeds).
+    pub fn get_or_open(&self, key: &str, sealed: Vec<u8>, open: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+        if let Some(opened) = self.entries.get(key)
+            && opened.0 == sealed
+        {
+            return Some(opened.1.clone());
+        }
+        let value = open(&sealed)?;
+        self.entries.insert(key.to_owned(), std::sync::Arc::new((sealed, value.clone())));
+        Some(value)
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.entries.invalidate(key);
+    }
+}
+
 impl Cipher {
     pub fn new(config: &Config, purpose: Purpose) -> Self {
         let mut keys = vec![derive(config.session_encryption_key.expose(), purpose)];

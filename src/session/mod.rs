@@ -13,7 +13,7 @@
 
 mod cipher;
 
-pub use cipher::{Cipher, Purpose, random_token};
+pub use cipher::{Cipher, OpenedCache, Purpose, random_token};
 
 use crate::cache::{Cache, CacheError, Kind, token_key};
 use crate::claims::{Claims, str_claim};
@@ -45,12 +45,9 @@ pub struct Sessions {
     cache: Cache,
     cipher: std::sync::Arc<Cipher>,
     max_age: Duration,
-    /// Opening a record (AES-GCM, then JSON) is most of what a session request costs. The
-    /// opened record of a hot session is kept in process memory next to the exact sealed
-    /// bytes it came from, and reused only while the store still answers those very bytes:
-    /// a memo of a pure function, so a refreshed, replaced or tampered record is opened
-    /// again, and a deleted one is never reached. Never written anywhere (never to Redis).
-    opened: moka::sync::Cache<String, std::sync::Arc<(Vec<u8>, SessionRecord)>>,
+    /// Hot sessions' opened records (a refreshed, replaced or tampered record is opened
+    /// again, a deleted one never reached): see [`OpenedCache`].
+    opened: OpenedCache<SessionRecord>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -61,8 +58,7 @@ impl std::fmt::Debug for Sessions {
 
 impl Sessions {
     pub fn new(cache: Cache, cipher: std::sync::Arc<Cipher>, max_age: Duration) -> Self {
-        let opened = moka::sync::Cache::builder().max_capacity(OPENED_SESSIONS).time_to_live(max_age).build();
-        Sessions { cache, cipher, max_age, opened }
+        Sessions { cache, cipher, max_age, opened: OpenedCache::new(OPENED_SESSIONS, max_age) }
     }
 
     /// Stores a new session; returns the id for the cookie.
@@ -91,21 +87,17 @@ impl Sessions {
         }
         let key = token_key(id);
         let Some(sealed) = self.cache.get_raw(Kind::Session, &key).await? else { return Ok(None) };
-        let record = match self.opened.get(&key) {
-            Some(opened) if opened.0 == sealed => opened.1.clone(),
-            _ => {
-                let Some(plain) = self.cipher.open(&sealed, key.as_bytes()) else {
-                    self.cache.record_rejected(Kind::Session);
-                    tracing::warn!(
-                        "a session record failed to decrypt (key rotated away, tampered, or copied from another key)"
-                    );
-                    return Ok(None);
-                };
-                let Ok(record) = serde_json::from_slice::<SessionRecord>(&plain) else { return Ok(None) };
-                self.opened.insert(key.clone(), std::sync::Arc::new((sealed, record.clone())));
-                record
-            }
-        };
+        let opened = self.opened.get_or_open(&key, sealed, |sealed| {
+            let Some(plain) = self.cipher.open(sealed, key.as_bytes()) else {
+                self.cache.record_rejected(Kind::Session);
+                tracing::warn!(
+                    "a session record failed to decrypt (key rotated away, tampered, or copied from another key)"
+                );
+                return None;
+            };
+            serde_json::from_slice::<SessionRecord>(&plain).ok()
+        });
+        let Some(record) = opened else { return Ok(None) };
         if record.created_at + self.max_age.as_secs() <= now() {
             return Ok(None);
         }
@@ -149,7 +141,7 @@ impl Sessions {
     /// fails when the shared store cannot take the delete.
     pub async fn delete(&self, id: &str) -> Result<(), CacheError> {
         let key = token_key(id);
-        self.opened.invalidate(&key);
+        self.opened.forget(&key);
         self.cache.delete(Kind::Session, &key).await.map(|_| ())
     }
 }
