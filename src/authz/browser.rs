@@ -231,7 +231,7 @@ impl Browser {
     pub(crate) async fn session(
         &self,
         request: &AuthRequest,
-    ) -> Result<Option<(String, SessionRecord)>, crate::cache::CacheError> {
+    ) -> Result<Option<(String, std::sync::Arc<SessionRecord>)>, crate::cache::CacheError> {
         let Some(cookie) = self.session_id(request) else { return Ok(None) };
         let id = cookie.value_trimmed();
         Ok(self.sessions.load(id).await?.map(|record| (id.to_owned(), record)))
@@ -389,7 +389,7 @@ impl Browser {
         if let Some(cookie) = self.session_id(request) {
             let id = cookie.value_trimmed();
             if let Ok(Some(record)) = self.sessions.load(id).await {
-                id_token = Some(record.id_token);
+                id_token = Some(record.id_token.clone());
             }
             if self.sessions.delete(id).await.is_err() {
                 return Decision::error(Reason::CacheUnavailable);

@@ -165,7 +165,7 @@ impl Authorizer {
         match browser.session(request).await {
             Ok(Some((id, session))) if refresher.needs_refresh(&session) => {
                 // Refresh near expiry; a refused refresh token ends the session.
-                match refresher.refresh(&id, session.clone()).await {
+                match refresher.refresh(&id, crate::session::SessionRecord::clone(&session)).await {
                     Ok(Some(fresh)) => {
                         return self.admission.admit(&fresh.claims, &fresh.access_token, &fresh.id_token);
                     }

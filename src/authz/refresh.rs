@@ -100,7 +100,7 @@ impl Refresher {
         let current = self.sessions.load(id).await.map_err(|_| Reason::CacheUnavailable)?;
         let Some(current) = current else { return Ok(None) };
         if changed(&current) {
-            return Ok(Some(current));
+            return Ok(Some(std::sync::Arc::unwrap_or_clone(current)));
         }
 
         // Across replicas: take the lock, or wait for whoever holds it to finish.
@@ -119,7 +119,7 @@ impl Refresher {
             }
             poll.wait().await;
             match self.sessions.load(id).await {
-                Ok(Some(record)) if changed(&record) => return Ok(Some(record)),
+                Ok(Some(record)) if changed(&record) => return Ok(Some(std::sync::Arc::unwrap_or_clone(record))),
                 Ok(None) => return Ok(None),
                 Ok(Some(_)) => {}
                 Err(_) => return Err(Reason::CacheUnavailable),
@@ -146,9 +146,10 @@ impl Refresher {
 
     async fn refresh_holding_lock(&self, id: &str) -> Result<Option<SessionRecord>, Reason> {
         // Someone may have finished between our last read and taking the lock.
-        let Some(mut record) = self.sessions.load(id).await.map_err(|_| Reason::CacheUnavailable)? else {
+        let Some(record) = self.sessions.load(id).await.map_err(|_| Reason::CacheUnavailable)? else {
             return Ok(None);
         };
+        let mut record = std::sync::Arc::unwrap_or_clone(record);
         let Some(refresh_token) = record.refresh_token.clone() else { return Ok(Some(record)) };
         if !self.needs_refresh(&record) {
             return Ok(Some(record));

@@ -47,7 +47,7 @@ pub struct Sessions {
     max_age: Duration,
     /// Hot sessions' opened records (a refreshed, replaced or tampered record is opened
     /// again, a deleted one never reached): see [`OpenedCache`].
-    opened: OpenedCache<SessionRecord>,
+    opened: OpenedCache<std::sync::Arc<SessionRecord>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -80,8 +80,8 @@ impl Sessions {
     }
 
     /// The live session a cookie names, if any. Tampered, foreign, expired or unknown ids
-    /// all read as "no session".
-    pub async fn load(&self, id: &str) -> Result<Option<SessionRecord>, CacheError> {
+    /// all read as "no session". Shared: a hot session's record is not copied per request.
+    pub async fn load(&self, id: &str) -> Result<Option<std::sync::Arc<SessionRecord>>, CacheError> {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Ok(None);
         }
@@ -95,7 +95,7 @@ impl Sessions {
                 );
                 return None;
             };
-            serde_json::from_slice::<SessionRecord>(&plain).ok()
+            serde_json::from_slice::<SessionRecord>(&plain).ok().map(std::sync::Arc::new)
         });
         let Some(record) = opened else { return Ok(None) };
         if record.created_at + self.max_age.as_secs() <= now() {
