@@ -237,6 +237,10 @@ async fn cluster_read_routing_options_send_reads_where_they_say() {
     let cluster = RedisCluster::start();
     let mut config = redis_config(&cluster.address());
     config.cluster_mode = true;
+    // Below, one primary answers only between 200 ms sleeps: connecting to the cluster
+    // (every node) then takes longer than the default dialTimeout allows.
+    config.dial_timeout = authgate::config::Seconds(Duration::from_secs(2));
+    config.read_timeout = authgate::config::Seconds(Duration::from_secs(1));
     let writer = RedisStore::new(&config).unwrap();
     for i in 0..60 {
         writer.set(&format!("r{i}"), b"v", Duration::from_secs(60)).await.unwrap();

@@ -147,8 +147,9 @@ async fn an_istio_custom_policy_sends_only_matched_requests_to_authgate() {
 fn the_compose_topology_validates_and_runs_as_local_processes() {
     run_ok(venv("check-jsonschema"), &["--builtin-schema", "vendor.compose-spec", "examples/compose/compose.yaml"]);
     run_ok(tool("envoy"), &["--mode", "validate", "-c", "examples/compose/envoy.yaml", "--log-level", "error"]);
-    // Ports below the ephemeral range, so that no connection of another test holds them.
-    let base = 20_000 + 50 * fastrand::u16(..200);
+    // Ports below the ephemeral range (no outgoing connection takes them) and above those
+    // `free_port` draws from and their Cluster bus ports (no other test's server takes them).
+    let base = 32_000 + 50 * fastrand::u16(..14);
     let out = Command::new(repo_root().join("scripts/replicas.sh"))
         .arg("--check")
         .env("AUTHGATE_BIN", env!("CARGO_BIN_EXE_authgate"))

@@ -26,8 +26,18 @@ use std::time::{Duration, Instant};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A port that was free a moment ago on 127.0.0.1.
+/// A port for a server a test starts itself (Redis, Envoy, the provider…), free when
+/// chosen. Taken at random below the kernel's ephemeral range (32768–60999), so that the
+/// outgoing connections of the tests running alongside (which get ephemeral ports) cannot
+/// take it between now and the moment the server binds it; and below 22000, so that a
+/// Redis Cluster node's bus port (its port + 10000) never lands on another server's port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+    loop {
+        let port = fastrand::u16(12_000..22_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn repo_root() -> PathBuf {
