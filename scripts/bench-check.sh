@@ -20,18 +20,7 @@ command -v wrk >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y
 cargo build --release --locked --quiet --features bench-tools --bins
 bin=target/release
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-wait_for() { # url substring what
-  for _ in $(seq 1 400); do curl -fsS "$1" 2>/dev/null | grep -q "$2" && return 0; sleep 0.05; done
-  echo "bench-check: $3 did not start ($work)" >&2; tail -n 20 "$work"/*.log >&2; exit 1
-}
+. scripts/lib/processes.sh
 
 base=${PORT_BASE:-19000}
 redis=$((base + 1)) idp=$((base + 2)) null=$((base + 3))

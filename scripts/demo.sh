@@ -11,13 +11,9 @@ cd "$root"
 scripts/install-test-deps.sh >/dev/null
 cargo build --release --locked --quiet
 
-logs=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
+KEEP_WORK=1
+. scripts/lib/processes.sh
+logs=$work
 
 python3 examples/echo_upstream.py 8002 >"$logs/upstream.log" 2>&1 &
 pids+=($!)
@@ -28,15 +24,6 @@ pids+=($!)
 .tools/bin/envoy -c examples/envoy/envoy.yaml --disable-hot-restart --log-level warn >"$logs/envoy.log" 2>&1 &
 pids+=($!)
 
-wait_for() { # url expected-substring what
-  for _ in $(seq 1 300); do
-    if curl -fsS "$1" 2>/dev/null | grep -q "$2"; then return 0; fi
-    sleep 0.05
-  done
-  echo "demo: $3 did not start; logs in $logs" >&2
-  cat "$logs"/*.log >&2
-  exit 1
-}
 wait_for http://127.0.0.1:9400/.well-known/openid-configuration issuer "the OpenID Provider"
 wait_for http://127.0.0.1:9090/readyz ready authgate
 wait_for http://127.0.0.1:8001/ready LIVE envoy

@@ -23,14 +23,7 @@ app=$base admin_envoy=$((base + 1)) upstream=$((base + 2)) idp=$((base + 3)) red
 password=$(openssl rand -hex 16)
 session_key=$(openssl rand -hex 32)
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. scripts/lib/processes.sh
 
 redis-server --port "$redis" --bind 127.0.0.1 --save '' --appendonly no --requirepass "$password" \
   --maxmemory 256mb --maxmemory-policy volatile-lru >"$work/redis.log" 2>&1 &
@@ -80,15 +73,6 @@ PY
 .tools/bin/envoy -c "$work/envoy.yaml" --disable-hot-restart --log-level warn >"$work/envoy.log" 2>&1 &
 pids+=($!)
 
-wait_for() { # url expected-substring what
-  for _ in $(seq 1 400); do
-    if curl -fsS "$1" 2>/dev/null | grep -q "$2"; then return 0; fi
-    sleep 0.05
-  done
-  echo "replicas: $3 did not start" >&2
-  tail -n 20 "$work"/*.log >&2
-  exit 1
-}
 wait_for "http://127.0.0.1:$idp/.well-known/openid-configuration" issuer "the OpenID Provider"
 for i in 1 2 3; do wait_for "http://127.0.0.1:$((base + 30 + i))/readyz" ready "authgate replica $i"; done
 wait_for "http://127.0.0.1:$admin_envoy/ready" LIVE envoy
@@ -96,49 +80,21 @@ wait_for "http://127.0.0.1:$admin_envoy/ready" LIVE envoy
 echo "three replicas behind Envoy: http://127.0.0.1:$app/private (log in as any user); replicas' admin on :$((base + 31))-:$((base + 33)); logs in $work"
 
 if [ "${1:-}" = "--check" ]; then
-  python3 - "$app" "$base" <<'PY'
-import http.cookiejar, re, sys, urllib.parse, urllib.request
-app, base = int(sys.argv[1]), int(sys.argv[2])
-jar = http.cookiejar.CookieJar()
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *a, **k): return None
-opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
-def go(url, data=None, headers=None):
-    request = urllib.request.Request(url, data=data, headers=headers or {"Accept": "text/html"})
-    try:
-        response = opener.open(request)
-        return response.status, response.headers, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
-# Log in through Envoy, following redirects and the provider's two forms (login, consent).
-url, body = f"http://127.0.0.1:{app}/private", None
-for _ in range(20):
-    status, headers, page = go(url, body)
-    body = None
-    if status in (301, 302, 303):
-        url = urllib.parse.urljoin(url, headers["Location"]); continue
-    form = re.search(r'<form[^>]*action="([^"]+)"', page)
-    if status == 200 and form and "interaction" in form.group(1):
-        fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page))
-        fields.update({"login": "replica-check", "password": "x"})
-        url, body = urllib.parse.urljoin(url, form.group(1)), urllib.parse.urlencode(fields).encode(); continue
-    break
-assert status == 200 and "x-forwarded-user" in page.lower(), f"login through Envoy ended with {status}: {page[:300]}"
-cookie = "; ".join(f"{c.name}={c.value}" for c in jar if c.domain in ("127.0.0.1", "127.0.0.1.local"))
-def bridge(i, path="/private"):
-    request = urllib.request.Request(f"http://127.0.0.1:{base + 20 + i}/auth", headers={
-        "X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http", "X-Forwarded-Host": f"127.0.0.1:{app}",
-        "X-Forwarded-Uri": path, "Accept": "application/json", "Cookie": cookie})
-    try:
-        return urllib.request.urlopen(request).status
-    except urllib.error.HTTPError as e:
-        return e.code
-assert [bridge(i) for i in (1, 2, 3)] == [200] * 3, "every replica knows the session"
-status, _, _ = go(f"http://127.0.0.1:{app}/oauth2/logout", headers={"Sec-Fetch-Site": "same-origin", "Cookie": cookie})
-assert status == 302, f"logout answered {status}"
-assert [bridge(i) for i in (1, 2, 3)] == [401] * 3, "the logout is felt by every replica"
-print("replicas: login through Envoy known to all three replicas; logout felt by all three")
-PY
+  # Log in through Envoy (the login's own requests land on different replicas).
+  cookie=$(scripts/oidc_login.py "http://127.0.0.1:$app/private" replica-check)
+  through_envoy=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/json' -H "Cookie: $cookie" "http://127.0.0.1:$app/private")
+  [ "$through_envoy" = 200 ] || { echo "replicas: the session was refused through Envoy ($through_envoy)" >&2; exit 1; }
+  bridge() { # replica → the status its forward-auth bridge answers for the session
+    curl -s -o /dev/null -w '%{http_code}' -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Proto: http' \
+      -H "X-Forwarded-Host: 127.0.0.1:$app" -H 'X-Forwarded-Uri: /private' -H 'Accept: application/json' \
+      -H "Cookie: $cookie" "http://127.0.0.1:$((base + 20 + $1))/auth"
+  }
+  statuses() { echo "$(bridge 1) $(bridge 2) $(bridge 3)"; }
+  [ "$(statuses)" = "200 200 200" ] || { echo "replicas: not every replica knows the session: $(statuses)" >&2; exit 1; }
+  logout=$(curl -s -o /dev/null -w '%{http_code}' -H 'Sec-Fetch-Site: same-origin' -H "Cookie: $cookie" "http://127.0.0.1:$app/oauth2/logout")
+  [ "$logout" = 302 ] || { echo "replicas: logout answered $logout" >&2; exit 1; }
+  [ "$(statuses)" = "401 401 401" ] || { echo "replicas: the logout was not felt by every replica: $(statuses)" >&2; exit 1; }
+  echo "replicas: login through Envoy known to all three replicas; logout felt by all three"
   exit
 fi
 echo "Ctrl-C to stop."
