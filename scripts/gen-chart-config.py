@@ -9,12 +9,9 @@ Run after adding or changing a configuration key; the chart test (which runs thi
 --check: exit 1 if a file would change) fails until you do."""
 import json
 import sys
-import pathlib
-import re
 import textwrap
 
-root = pathlib.Path(__file__).resolve().parent.parent
-src = (root / "src/config/mod.rs").read_text()
+from config_source import fields, root
 values_path = root / "helm/authgate/values.yaml"
 schema_path = root / "helm/authgate/values.schema.json"
 
@@ -40,21 +37,6 @@ types = {
 secret_types = {"Secret", "Vec<Secret>"}
 # Listener addresses come from the chart's `ports`.
 chart_owned = {"grpcAddress", "httpAddress", "adminAddress"}
-
-
-def fields(struct):
-    body = re.search(r"pub struct " + struct + r" \{(.*?)\n\}", src, re.S).group(1)
-    docs, rename = [], None
-    for line in body.split("\n"):
-        l = line.strip()
-        if l.startswith("///"):
-            docs.append(l[3:].strip())
-        elif l.startswith("#[serde(rename"):
-            rename = re.search(r'"(.*)"', l).group(1)
-        elif l.startswith("pub "):
-            field, ty = re.match(r"pub (\w+): (.*),", l).groups()
-            yield (rename or field), ty, " ".join(docs)
-            docs, rename = [], None
 
 
 def schema_of(struct):

@@ -4,10 +4,9 @@ src/config/mod.rs and the variable table in src/config/env.rs. The prose before 
 table and after the last one is kept. Run after adding or changing a configuration key;
 the test `the_reference_documents_every_key_and_variable` fails until you do."""
 import re
-import pathlib
 
-root = pathlib.Path(__file__).resolve().parent.parent
-src = (root / "src/config/mod.rs").read_text()
+from config_source import fields, root
+
 env_src = (root / "src/config/env.rs").read_text()
 doc_path = root / "docs/configuration.md"
 doc = doc_path.read_text()
@@ -36,21 +35,12 @@ types = {
 env = {m.group(2): m.group(1) for m in re.finditer(r'var\(\s*"(\w+)",\s*"([\w.]+)"', env_src)}
 tables = []
 for name, prefix in structs.items():
-    body = re.search(r"pub struct " + name + r" \{(.*?)\n\}", src, re.S).group(1)
-    doc_lines, rename, rows = [], None, []
-    for line in body.split("\n"):
-        l = line.strip()
-        if l.startswith("///"):
-            doc_lines.append(l[3:].strip())
-        elif l.startswith("#[serde(rename"):
-            rename = re.search(r'"(.*)"', l).group(1)
-        elif l.startswith("pub "):
-            field, ty = re.match(r"pub (\w+): (.*),", l).groups()
-            key = prefix + (rename or field)
-            if ty not in ("RedisConfig", "RedisTlsConfig", "SentinelConfig", "ForwardAuthConfig"):
-                variable = env.get(key)
-                rows.append(f"| `{key}` | {types.get(ty, ty)} | {'`' + variable + '`' if variable else '—'} | {' '.join(doc_lines)} |")
-            doc_lines, rename = [], None
+    rows = []
+    for key, ty, meaning in fields(name):
+        key = prefix + key
+        if ty not in ("RedisConfig", "RedisTlsConfig", "SentinelConfig", "ForwardAuthConfig"):
+            variable = env.get(key)
+            rows.append(f"| `{key}` | {types.get(ty, ty)} | {'`' + variable + '`' if variable else '—'} | {meaning} |")
     tables.append(f"## {titles[name]}\n\n| key | type | environment | meaning and default |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 start = doc.index("## Top-level keys")
