@@ -382,10 +382,7 @@ impl Store for BreakerStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
-        if let Some(known) = self.primary.fetch_local(key) {
-            return Ok(known);
-        }
-        guarded!(self, store => store.get(key))
+        Ok(self.fetch(key).await?.map(|(value, _)| value))
     }
 
     async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, Duration)>, CacheError> {

@@ -68,7 +68,7 @@ impl HybridStore {
     /// Builds the store and starts its invalidation subscriber (reconnecting with backoff
     /// for as long as the store lives).
     pub fn start(l1: MemoryStore, l2: Arc<RedisStore>, l1_max_ttl: Duration) -> Arc<Self> {
-        Self::start_remembering_absent(l1, l2, l1_max_ttl, &[])
+        Self::start_remembering_absent(l1, l2, l1_max_ttl, Vec::new())
     }
 
     /// Like [`HybridStore::start`]; L1 also remembers that keys starting with one of
@@ -77,7 +77,7 @@ impl HybridStore {
         l1: MemoryStore,
         l2: Arc<RedisStore>,
         l1_max_ttl: Duration,
-        prefixes: &[&str],
+        prefixes: Vec<String>,
     ) -> Arc<Self> {
         let absent = moka::sync::Cache::builder()
             .max_capacity(l1.capacity_entries())
@@ -85,7 +85,7 @@ impl HybridStore {
             .build();
         let store = Arc::new(HybridStore {
             absent,
-            remember_absent: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+            remember_absent: prefixes,
             // Random per store: tells this replica's own invalidations from the others'.
             instance: format!("{:016x}", fastrand::u64(..)),
             channel: l2.invalidation_channel(),

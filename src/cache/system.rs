@@ -115,14 +115,13 @@ impl CacheSystem {
                 let l1 =
                     MemoryStore::new(redis_config.hybrid_l1_size, redis_config.hybrid_l1_memory_mb.saturating_mul(MB));
                 // Logout markers are absent on nearly every read: remember that in L1 too.
-                let absent_prefixes: Vec<String> =
+                let absent_prefixes =
                     Kind::ALL.iter().filter(|k| k.absence_is_published()).map(|k| format!("{}:", k.as_str())).collect();
-                let absent_prefixes: Vec<&str> = absent_prefixes.iter().map(String::as_str).collect();
                 let hybrid = HybridStore::start_remembering_absent(
                     l1,
                     redis.clone(),
                     redis_config.hybrid_l1_max_ttl.get(),
-                    &absent_prefixes,
+                    absent_prefixes,
                 );
                 (hybrid.clone(), Some(hybrid))
             }

@@ -271,7 +271,7 @@ async fn a_known_absent_marker_is_invalidated_by_its_write_on_another_replica() 
             MemoryStore::new(1000, 8 << 20),
             l2,
             Duration::from_secs(60),
-            &["logout:"],
+            vec!["logout:".into()],
         )
     };
     let (a, b) = (start(), start());
