@@ -27,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {what} address {addr}: {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind { what: &'static str, addr: String, source: std::io::Error },
     #[error("invalid listener address: {0}")]
-    Address(#[from] std::net::AddrParseError),
+    Address(String),
     #[error("cannot set up the cache: {0}")]
     Cache(#[from] CacheError),
     #[error("{what} listener failed: {message}")]
@@ -40,7 +40,7 @@ pub enum ServeError {
 pub struct Server {
     config: Config,
     metrics: Option<prometheus::Registry>,
-    grpc: TcpListener,
+    grpc: grpc::GrpcListener,
     http: TcpListener,
     admin: TcpListener,
 }
@@ -48,12 +48,16 @@ pub struct Server {
 impl Server {
     /// Binds the three listeners of `config`.
     pub async fn bind(config: Config) -> Result<Self, ServeError> {
-        let addrs = config.listen_addresses()?;
+        let addrs = config.listen_addresses().map_err(ServeError::Address)?;
         let bind = |what: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { what, addr, source })
+            TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { what, addr: addr.to_string(), source })
         };
         Ok(Server {
-            grpc: bind("grpc", addrs.grpc).await?,
+            grpc: grpc::GrpcListener::bind(&addrs.grpc).await.map_err(|source| ServeError::Bind {
+                what: "grpc",
+                addr: addrs.grpc.to_string(),
+                source,
+            })?,
             http: bind("http", addrs.http).await?,
             admin: bind("admin", addrs.admin).await?,
             config,
@@ -70,7 +74,7 @@ impl Server {
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addresses(&self) -> ListenAddresses {
         let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
-        ListenAddresses { grpc: addr(&self.grpc), http: addr(&self.http), admin: addr(&self.admin) }
+        ListenAddresses { grpc: self.grpc.local_address(), http: addr(&self.http), admin: addr(&self.admin) }
     }
 
     /// Serves until `shutdown` resolves, then drains.

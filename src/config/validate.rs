@@ -1,7 +1,7 @@
 //! Validation: pure (no network, no clock), returns every problem at once with its key path.
 //! Reachability of the provider and of Redis is checked by readiness, not here.
 
-use super::{Config, Problem, RedisConfig};
+use super::{Config, ListenAddress, Problem, RedisConfig};
 use std::net::SocketAddr;
 
 /// The shortest accepted `sessionEncryptionKey`, in bytes (the seed's rule).
@@ -138,13 +138,14 @@ impl Config {
 
         // Listeners.
         let mut bound: Vec<(&str, SocketAddr)> = Vec::new();
-        for (key, value) in [
-            ("grpcAddress", &self.grpc_address),
-            ("httpAddress", &self.http_address),
-            ("adminAddress", &self.admin_address),
-        ] {
+        match ListenAddress::parse(&self.grpc_address) {
+            Err(problem) => p.add("grpcAddress", problem),
+            Ok(ListenAddress::Tcp(addr)) => bound.push(("grpcAddress", addr)),
+            Ok(ListenAddress::Unix(_)) => {}
+        }
+        for (key, value) in [("httpAddress", &self.http_address), ("adminAddress", &self.admin_address)] {
             match value.parse::<SocketAddr>() {
-                Err(_) => p.add(key, format!("must be ip:port such as 0.0.0.0:9001, got {value:?}")),
+                Err(_) => p.add(key, format!("must be ip:port such as 0.0.0.0:8080, got {value:?}")),
                 Ok(addr) => {
                     if let Some((other, _)) = bound.iter().find(|(_, a)| addr.port() != 0 && *a == addr) {
                         p.add(key, format!("{addr} is already used by {other}"));

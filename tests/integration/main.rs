@@ -29,3 +29,4 @@ mod refresh;
 mod replicas;
 mod security;
 mod soak;
+mod unix_socket;

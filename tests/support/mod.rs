@@ -106,7 +106,10 @@ pub fn forward_auth(client: &reqwest::Client, bridge: SocketAddr, path: &str) ->
 /// The `authgate` binary under test.
 pub struct Authgate {
     child: Child,
+    /// The gRPC listener (unspecified when it is a Unix socket: see `grpc_socket`).
     pub grpc: SocketAddr,
+    /// The gRPC listener's socket file, with `grpcAddress: unix:/path`.
+    pub grpc_socket: Option<PathBuf>,
     pub http: SocketAddr,
     pub admin: SocketAddr,
     log: PathBuf,
@@ -262,14 +265,15 @@ impl AuthgateBuilder {
             let logs = std::fs::read_to_string(&log).unwrap_or_default();
             if let Some(line) = logs.lines().find(|l| l.contains("authgate started")) {
                 // Text (`grpc=ADDR`) or JSON (`"grpc":"ADDR"`) log format.
-                let field = |name: &str| -> SocketAddr {
+                let field = |name: &str| -> String {
                     let value = [format!("{name}="), format!("\"{name}\":\"")]
                         .iter()
                         .find_map(|prefix| line.find(prefix.as_str()).map(|at| &line[at + prefix.len()..]))
                         .unwrap_or_else(|| panic!("no {name} in {line}"));
-                    value.split([' ', '"']).next().unwrap().parse().unwrap()
+                    value.split([' ', '"']).next().unwrap().to_owned()
                 };
-                break (field("grpc"), field("http"), field("admin"));
+                let addr = |name: &str| -> SocketAddr { field(name).parse().unwrap() };
+                break (field("grpc"), addr("http"), addr("admin"));
             }
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("authgate exited during start-up ({status}):\n{logs}");
@@ -277,7 +281,12 @@ impl AuthgateBuilder {
             assert!(Instant::now() < deadline, "authgate did not start:\n{logs}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        let authgate = Authgate { child, grpc: bound.0, http: bound.1, admin: bound.2, log, dir };
+        // A Unix-socket listener (`grpcAddress: unix:/path`) has no TCP address.
+        let (grpc, grpc_socket) = match bound.0.strip_prefix("unix:") {
+            Some(path) => (SocketAddr::from(([0, 0, 0, 0], 0)), Some(PathBuf::from(path))),
+            None => (bound.0.parse().unwrap(), None),
+        };
+        let authgate = Authgate { child, grpc, grpc_socket, http: bound.1, admin: bound.2, log, dir };
         let healthz = format!("http://{}/healthz", authgate.admin);
         wait_until("authgate /healthz", async || reqwest::get(&healthz).await.is_ok_and(|r| r.status().is_success()))
             .await;
