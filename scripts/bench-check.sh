@@ -2,18 +2,22 @@
 # Whole-Check benchmark with its baselines measured in the same run (BENCHMARKS.md):
 #   1. ext_authz Checks sent straight to the server (authgate-checkload: many RPCs in flight
 #      over two HTTP/2 connections), authgate per scenario and mode ÷ a do-nothing ext_authz
-#      server on the same tonic stack given the same request;
+#      server on the same tonic stack given the same request; bearer tokens never seen
+#      before (signature verified on every Check) and back-channel logout tokens (replay
+#      claim and marker write) signed for the run with the provider's key;
 #   2. HTTP requests through a real Envoy (--concurrency 1, wrk -t1 -c16, answered by Envoy
 #      itself so no upstream is measured): no auth filter, Envoy's in-process jwt_authn
 #      (RS256, same token, no JWT cache), ext_authz to the do-nothing server, ext_authz to
-#      authgate (bearer, and a session in each mode);
+#      authgate (bearer, and a session in each mode), over TCP and over a Unix socket
+#      (`grpcAddress: unix:/path`, Envoy `pipe`);
 #   3. memory: authgate's idle RSS.
 # Prints one table of ratios. Not part of the test run. Options via environment:
-#   DURATION (s, default 5), RUNS (best of, default 3), CONCURRENCY (in-flight Checks, 64).
+#   DURATION (s, default 5), RUNS (best of, default 3), CONCURRENCY (in-flight Checks, 64),
+#   COLD_TOKENS (tokens signed per cold run, default 25000; the line says if they ran out).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-duration=${DURATION:-5} runs=${RUNS:-3} concurrency=${CONCURRENCY:-64}
+duration=${DURATION:-5} runs=${RUNS:-3} concurrency=${CONCURRENCY:-64} cold_tokens=${COLD_TOKENS:-25000}
 
 scripts/install-test-deps.sh >/dev/null
 command -v wrk >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
@@ -27,7 +31,7 @@ redis=$((base + 1)) idp=$((base + 2)) null=$((base + 3))
 redis-server --port "$redis" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
 pids+=($!)
 mkdir "$work/keys"
-uris="" ; for i in 1 2 3; do uris+="\"http://127.0.0.1:$((base + 20 + i))/oauth2/callback\","; done
+uris="" ; for i in 1 2 3 4; do uris+="\"http://127.0.0.1:$((base + 20 + i))/oauth2/callback\","; done
 IDP_PORT=$idp IDP_KEY_DIR="$work/keys" IDP_AUDIENCE=authgate-bench IDP_RESOURCE=urn:authgate:api \
 IDP_CLIENTS="[{\"client_id\":\"authgate-bench\",\"client_secret\":\"bench-secret\",\"redirect_uris\":[${uris%,}],
   \"grant_types\":[\"authorization_code\",\"refresh_token\",\"client_credentials\"],\"response_types\":[\"code\"],
@@ -36,14 +40,19 @@ pids+=($!)
 "$bin/authgate-null-authz" "127.0.0.1:$null" >"$work/null.log" 2>&1 &
 pids+=($!)
 null_pid=$!
+"$bin/authgate-null-authz" "unix:$work/null.sock" >"$work/null-unix.log" 2>&1 &
+pids+=($!)
 
 modes=(memory redis hybrid)
-declare -A grpc admin pid
+# A fourth instance, in memory mode, listens on a Unix socket.
+instances=(memory redis hybrid unix)
+declare -A grpc admin pid http
 session_key=$(openssl rand -hex 32)
-for i in 1 2 3; do
-  mode=${modes[$((i - 1))]}
-  grpc[$mode]=$((base + 10 + i)) admin[$mode]=$((base + 30 + i))
-  enabled=false; [ "$mode" = memory ] || enabled=true
+for i in 1 2 3 4; do
+  mode=${instances[$((i - 1))]}
+  grpc[$mode]=127.0.0.1:$((base + 10 + i)) admin[$mode]=$((base + 30 + i)) http[$mode]=$((base + 20 + i))
+  [ "$mode" = unix ] && grpc[$mode]=unix:$work/authgate.sock
+  enabled=false; [ "$mode" = memory ] || [ "$mode" = unix ] || enabled=true
   cat >"$work/$mode.yaml" <<YAML
 providerURL: http://127.0.0.1:$idp
 clientID: authgate-bench
@@ -52,13 +61,13 @@ forceHTTPS: false
 excludedURLs: [/public]
 logLevel: warn
 callbackURL: http://127.0.0.1:$((base + 20 + i))/oauth2/callback
-grpcAddress: 127.0.0.1:$((base + 10 + i))
+grpcAddress: ${grpc[$mode]}
 httpAddress: 127.0.0.1:$((base + 20 + i))
 adminAddress: 127.0.0.1:$((base + 30 + i))
 redis:
   enabled: $enabled
   address: 127.0.0.1:$redis
-  cacheMode: $mode
+  cacheMode: ${mode/unix/memory}
   keyPrefix: bench-$mode
 YAML
   AUTHGATE_CLIENT_SECRET=bench-secret AUTHGATE_SESSION_ENCRYPTION_KEY=$session_key \
@@ -67,14 +76,13 @@ YAML
   pid[$mode]=$!
 done
 wait_for "http://127.0.0.1:$idp/.well-known/openid-configuration" issuer "the provider"
-for mode in "${modes[@]}"; do wait_for "http://127.0.0.1:${admin[$mode]}/readyz" ready "authgate ($mode)"; done
+for mode in "${instances[@]}"; do wait_for "http://127.0.0.1:${admin[$mode]}/readyz" ready "authgate ($mode)"; done
 sleep 1
 idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/${pid[memory]}/status")
 
 declare -A cookie
-for i in 1 2 3; do
-  mode=${modes[$((i - 1))]}
-  cookie[$mode]=$(scripts/oidc_login.py "http://127.0.0.1:$((base + 20 + i))/oauth2/start?rd=/private" "bench-$mode")
+for mode in "${instances[@]}"; do
+  cookie[$mode]=$(scripts/oidc_login.py "http://127.0.0.1:${http[$mode]}/oauth2/start?rd=/private" "bench-$mode")
 done
 token=$(curl -fsS -u authgate-bench:bench-secret -d grant_type=client_credentials -d resource=urn:authgate:api -d scope=api \
   "http://127.0.0.1:$idp/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
@@ -96,21 +104,36 @@ declare -A results
 echo "== Checks straight to the server (best of $runs × ${duration}s, $concurrency in flight over 2 HTTP/2 connections)"
 # The do-nothing server is given the same request as each scenario it is compared with.
 best "null: plain request" "127.0.0.1:$null" "$null_pid" --path /public/x
-best "excluded path" "127.0.0.1:${grpc[memory]}" "${pid[memory]}" --path /public/x
-best "anonymous browser (302)" "127.0.0.1:${grpc[memory]}" "${pid[memory]}" --path /private --header "accept: text/html"
+best "excluded path" "${grpc[memory]}" "${pid[memory]}" --path /public/x
+best "anonymous browser (302)" "${grpc[memory]}" "${pid[memory]}" --path /private --header "accept: text/html"
 best "null: with a session cookie" "127.0.0.1:$null" "$null_pid" --path /private --header "cookie: ${cookie[memory]}"
 for mode in "${modes[@]}"; do
-  best "session hit, $mode" "127.0.0.1:${grpc[$mode]}" "${pid[$mode]}" --path /private --header "cookie: ${cookie[$mode]}"
+  best "session hit, $mode" "${grpc[$mode]}" "${pid[$mode]}" --path /private --header "cookie: ${cookie[$mode]}"
 done
 best "null: with a bearer token" "127.0.0.1:$null" "$null_pid" --path /private --header "authorization: Bearer $token"
-best "bearer JWT, cached" "127.0.0.1:${grpc[memory]}" "${pid[memory]}" --path /private --header "authorization: Bearer $token"
+best "bearer JWT, cached" "${grpc[memory]}" "${pid[memory]}" --path /private --header "authorization: Bearer $token"
+# Never-seen tokens: every Check verifies a signature and caches the result. One short run
+# each (1 s after 0.2 s of warm-up), as every request needs a token signed beforehand and
+# signing is slower than verifying (the line says if the pool ran out).
+cold() { # label target pid extra-args…
+  local label=$1 target=$2 p=$3; shift 3
+  local saved_duration=$duration saved_runs=$runs; duration=1 runs=1
+  best "$label" "$target" "$p" --path /private --mint "$cold_tokens" --mint-from "$token" \
+    --mint-key "$work/keys/key-1.pem" --warmup 0.2 "$@"
+  duration=$saved_duration runs=$saved_runs
+}
+cold "bearer JWT, cold" "${grpc[memory]}" "${pid[memory]}"
+for mode in memory redis; do
+  cold "logout-token claim, $mode" "${grpc[$mode]}" "${pid[$mode]}" \
+    --backchannel "http://127.0.0.1:${http[$mode]}/backchannel-logout"
+done
 # Added latency at one connection, one Check at a time.
 one() { "$bin/authgate-checkload" --target "$1" --label "$2" --concurrency 1 --connections 1 --warmup 1 --duration "$duration" "${@:3}"; }
 echo "-- one Check at a time (added latency)"
 one "127.0.0.1:$null" "null: with a session cookie, 1" --path /private --header "cookie: ${cookie[memory]}"
-one "127.0.0.1:${grpc[memory]}" "session hit, memory, 1" --path /private --header "cookie: ${cookie[memory]}"
+one "${grpc[memory]}" "session hit, memory, 1" --path /private --header "cookie: ${cookie[memory]}"
 one "127.0.0.1:$null" "null: with a bearer token, 1" --path /private --header "authorization: Bearer $token"
-one "127.0.0.1:${grpc[memory]}" "bearer JWT, cached, 1" --path /private --header "authorization: Bearer $token"
+one "${grpc[memory]}" "bearer JWT, cached, 1" --path /private --header "authorization: Bearer $token"
 
 # --- 2. Through Envoy ------------------------------------------------------------------
 listener() { # name port filters(yaml, 10 spaces indent)
@@ -147,7 +170,7 @@ ext_authz() { # cluster
               grpc_service: { envoy_grpc: { cluster_name: $1 }, timeout: 3s }
 YAML
 }
-cluster() { # name port http2?
+cluster() { # name address(ip:port|unix:path) http2?
   cat <<YAML
   - name: $1
     type: STATIC
@@ -162,8 +185,14 @@ YAML
   cat <<YAML
     load_assignment:
       cluster_name: $1
-      endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } } } ] } ]
+      endpoints: [ { lb_endpoints: [ { endpoint: { address: $(endpoint_address "$2") } } ] } ]
 YAML
+}
+endpoint_address() { # ip:port or unix:path, as an Envoy address
+  case $1 in
+    unix:*) echo "{ pipe: { path: ${1#unix:} } }" ;;
+    *) echo "{ socket_address: { address: ${1%:*}, port_value: ${1##*:} } }" ;;
+  esac
 }
 jwt_authn=$(cat <<YAML
           - name: envoy.filters.http.jwt_authn
@@ -190,10 +219,13 @@ e=$((base + 40))
   listener memory $((e + 4)) "$(ext_authz memory)"
   listener redis $((e + 5)) "$(ext_authz redis)"
   listener hybrid $((e + 6)) "$(ext_authz hybrid)"
+  listener noop_unix $((e + 7)) "$(ext_authz noop_unix)"
+  listener unix $((e + 8)) "$(ext_authz unix)"
   echo "  clusters:"
-  cluster noop "$null" h2
-  for mode in "${modes[@]}"; do cluster "$mode" "${grpc[$mode]}" h2; done
-  cluster idp "$idp" h1
+  cluster noop "127.0.0.1:$null" h2
+  cluster noop_unix "unix:$work/null.sock" h2
+  for mode in "${instances[@]}"; do cluster "$mode" "${grpc[$mode]}" h2; done
+  cluster idp "127.0.0.1:$idp" h1
 } >"$work/envoy.yaml"
 .tools/bin/envoy -c "$work/envoy.yaml" --concurrency 1 --disable-hot-restart --log-level error >"$work/envoy.log" 2>&1 &
 pids+=($!)
@@ -220,6 +252,10 @@ for i in 4 5 6; do
   mode=${modes[$((i - 4))]}
   wrk_best "envoy: authgate session, $mode" $((e + i)) "cookie: ${cookie[$mode]}"
 done
+echo "-- over a Unix socket (Envoy pipe → grpcAddress: unix:…)"
+wrk_best "envoy unix: ext_authz do-nothing" $((e + 7)) "authorization: Bearer $token"
+wrk_best "envoy unix: authgate bearer" $((e + 8)) "authorization: Bearer $token"
+wrk_best "envoy unix: authgate session, memory" $((e + 8)) "cookie: ${cookie[unix]}"
 
 ratio() { awk -v a="${results[$1]}" -v b="${results[$2]}" 'BEGIN{printf "%.2f", a/b}'; }
 echo
@@ -237,5 +273,10 @@ for mode in "${modes[@]}"; do
   printf '%-58s %s\n' "envoy: authgate session, $mode ÷ ext_authz do-nothing" "$(ratio "envoy: authgate session, $mode" "envoy: ext_authz do-nothing")"
 done
 printf '%-58s %s\n' "envoy: ext_authz do-nothing ÷ no auth filter" "$(ratio "envoy: ext_authz do-nothing" "envoy: no auth filter")"
+printf '%-58s %s\n' "envoy: ext_authz do-nothing ÷ jwt_authn" "$(ratio "envoy: ext_authz do-nothing" "envoy: jwt_authn (RS256)")"
+printf '%-58s %s\n' "envoy unix: do-nothing ÷ do-nothing over TCP" "$(ratio "envoy unix: ext_authz do-nothing" "envoy: ext_authz do-nothing")"
+printf '%-58s %s\n' "envoy unix: authgate bearer ÷ ext_authz do-nothing (unix)" "$(ratio "envoy unix: authgate bearer" "envoy unix: ext_authz do-nothing")"
+printf '%-58s %s\n' "envoy unix: authgate bearer ÷ jwt_authn (in-process)" "$(ratio "envoy unix: authgate bearer" "envoy: jwt_authn (RS256)")"
+printf '%-58s %s\n' "envoy unix: authgate session, memory ÷ do-nothing (unix)" "$(ratio "envoy unix: authgate session, memory" "envoy unix: ext_authz do-nothing")"
 echo
 echo "idle RSS of authgate (memory mode, after start-up): $((idle_rss / 1024)) MB"

@@ -5,18 +5,30 @@
 //!
 //!     authgate-checkload --target 127.0.0.1:9001 --scenario session --header 'cookie: …' \
 //!         [--path /private] [--connections 2] [--concurrency 64] [--warmup 2] [--duration 8] \
-//!         [--pid PID] [--label text]
+//!         [--pid PID] [--label text] [--mint N --mint-from TOKEN --mint-key PEM] \
+//!         [--backchannel URL]
 //!
 //! `--scenario` only names the line; the request is `GET --path` with the `--header`s given
 //! (repeatable) plus `host` and `accept`. Prints one line:
-//! `label  checks/s  p50  p90  p99  p99.9  cpu-ms/1k  ok%`.
+//! `label  checks/s  p50  p90  p99  p99.9  cpu-ms/1k  allowed%` (Checks answered OK, or
+//! back-channel logouts answered 2xx).
+//!
+//! Requests that must never repeat a token (nothing cached helps them):
+//! - `--mint N --mint-from TOKEN --mint-key PEM`: before the run, signs N copies of the
+//!   access token TOKEN (same claims and key id, a fresh `jti` each) with the provider's
+//!   private key, and sends each Check with the next one as `Authorization: Bearer`: every
+//!   Check verifies a signature (bearer, cold). The line says when the pool ran out.
+//! - with `--backchannel URL` too: POSTs back-channel logout tokens (issuer and audience of
+//!   TOKEN, a fresh `jti` and a random `sid` each, so no real session ends) to URL instead of
+//!   sending Checks: every request is a verified token, an atomic replay claim and a marker
+//!   write.
 
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request as AttrRequest};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -29,6 +41,10 @@ struct Args {
     warmup: Duration,
     duration: Duration,
     pid: Option<u32>,
+    mint: usize,
+    mint_from: Option<String>,
+    mint_key: Option<String>,
+    backchannel: Option<String>,
 }
 
 fn parse() -> Args {
@@ -42,6 +58,10 @@ fn parse() -> Args {
         warmup: Duration::from_secs(2),
         duration: Duration::from_secs(8),
         pid: None,
+        mint: 0,
+        mint_from: None,
+        mint_key: None,
+        backchannel: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +80,10 @@ fn parse() -> Args {
             "--warmup" => args.warmup = Duration::from_secs_f64(value().parse().expect("seconds")),
             "--duration" => args.duration = Duration::from_secs_f64(value().parse().expect("seconds")),
             "--pid" => args.pid = Some(value().parse().expect("a pid")),
+            "--mint" => args.mint = value().parse().expect("a number"),
+            "--mint-from" => args.mint_from = Some(value()),
+            "--mint-key" => args.mint_key = Some(value()),
+            "--backchannel" => args.backchannel = Some(value()),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -105,9 +129,97 @@ fn request(args: &Args) -> CheckRequest {
     }
 }
 
+const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Signs `args.mint` tokens on every core: copies of `--mint-from` with a fresh `jti`, or
+/// back-channel logout tokens of its issuer and audience with `--backchannel`.
+fn mint(args: &Args) -> Vec<String> {
+    use base64::Engine;
+    let sample = args.mint_from.as_deref().expect("--mint needs --mint-from TOKEN");
+    let pem = std::fs::read(args.mint_key.as_deref().expect("--mint needs --mint-key PEM")).expect("read --mint-key");
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("an RSA private key in PEM");
+    let kid = jsonwebtoken::decode_header(sample).expect("--mint-from is a JWT").kid;
+    let payload = sample.split('.').nth(1).expect("a JWT has a payload");
+    let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url payload"),
+    )
+    .expect("JSON claims");
+    let logout = args.backchannel.is_some();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per_thread = args.mint.div_ceil(threads);
+    let started = Instant::now();
+    let tokens: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (key, kid, claims) = (&key, &kid, &claims);
+                scope.spawn(move || {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+                    header.kid = kid.clone();
+                    if logout {
+                        header.typ = Some("logout+jwt".into());
+                    }
+                    (0..per_thread)
+                        .map(|_| {
+                            let jti = format!("{:032x}", fastrand::u128(..));
+                            let body = if logout {
+                                serde_json::json!({
+                                    "iss": claims["iss"], "aud": claims["aud"], "iat": now, "exp": now + 300,
+                                    "jti": jti, "sid": format!("{:016x}", fastrand::u64(..)),
+                                    "events": { LOGOUT_EVENT: {} },
+                                })
+                            } else {
+                                let mut copy = claims.clone();
+                                copy.insert("jti".into(), jti.into());
+                                serde_json::Value::Object(copy)
+                            };
+                            jsonwebtoken::encode(&header, &body, key).expect("sign")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    eprintln!("minted {} tokens in {:.1?}", tokens.len(), started.elapsed());
+    tokens
+}
+
+/// The pool of never-repeated tokens, handed out in order.
+struct Pool {
+    tokens: Vec<String>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    fn take(&self) -> &str {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.tokens[i % self.tokens.len()]
+    }
+
+    fn ran_out(&self) -> bool {
+        self.next.load(Ordering::Relaxed) > self.tokens.len()
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Arc::new(parse());
+    // reqwest (back-channel mode) uses rustls without a built-in provider, like authgate.
+    authgate::tls::install_crypto_provider();
+    let pool = (args.mint > 0).then(|| Arc::new(Pool { tokens: mint(&args), next: AtomicUsize::new(0) }));
+    if let Some(url) = args.backchannel.clone() {
+        let pool = pool.expect("--backchannel needs --mint");
+        return run(&args, pool.clone(), move |pool| {
+            let client = reqwest::Client::new();
+            let url = url.clone();
+            async move {
+                let token = pool.take().to_owned();
+                client.post(&url).form(&[("logout_token", token)]).send().await.is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+    }
     let mut clients = Vec::new();
     for _ in 0..args.connections {
         // One channel is one HTTP/2 connection.
@@ -120,21 +232,47 @@ async fn main() {
         clients.push(AuthorizationClient::new(channel));
     }
     let template = request(&args);
+    let next = Arc::new(AtomicUsize::new(0));
+    let minted = pool.is_some();
+    let pool = pool.unwrap_or_else(|| Arc::new(Pool { tokens: vec![String::new()], next: AtomicUsize::new(0) }));
+    run(&args, pool, move |tokens| {
+        let mut client = clients[next.fetch_add(1, Ordering::Relaxed) % clients.len()].clone();
+        let mut request = template.clone();
+        async move {
+            if minted {
+                let http = request.attributes.as_mut().unwrap().request.as_mut().unwrap().http.as_mut().unwrap();
+                http.headers.insert("authorization".into(), format!("Bearer {}", tokens.take()));
+            }
+            // Allowed: the RPC succeeded and its status is OK.
+            client.check(request).await.is_ok_and(|r| r.get_ref().status.as_ref().is_none_or(|s| s.code == 0))
+        }
+    })
+    .await;
+}
+
+/// Runs `args.concurrency` workers, each sending `request()` in a loop (a new future per
+/// request), measures after the warm-up and prints the line.
+async fn run<F, Fut>(args: &Args, pool: Arc<Pool>, request: F)
+where
+    F: Fn(Arc<Pool>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let request = Arc::new(request);
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
-    for i in 0..args.concurrency {
-        let mut client = clients[i % clients.len()].clone();
-        let (template, measuring, stop, ok) = (template.clone(), measuring.clone(), stop.clone(), ok.clone());
+    for _ in 0..args.concurrency {
+        let (request, pool, measuring, stop, ok) =
+            (request.clone(), pool.clone(), measuring.clone(), stop.clone(), ok.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(1 << 16);
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                let answer = client.check(template.clone()).await;
+                let answered = request(pool.clone()).await;
                 if measuring.load(Ordering::Relaxed) {
                     latencies.push(started.elapsed().as_nanos() as u64);
-                    if answer.is_ok() {
+                    if answered {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -163,8 +301,9 @@ async fn main() {
         (Some(b), Some(a)) if n > 0 => format!("{:.3}", (a - b) * 1000.0 / (n as f64 / 1000.0)),
         _ => "-".into(),
     };
+    let reused = if args.mint > 0 && pool.ran_out() { "  (token pool ran out: some repeated)" } else { "" };
     println!(
-        "{:<28} {:>9.0}/s  p50 {:>7.1?}  p90 {:>7.1?}  p99 {:>7.1?}  p99.9 {:>7.1?}  cpu {cpu} ms/1k  ok {:.1}%",
+        "{:<28} {:>9.0}/s  p50 {:>7.1?}  p90 {:>7.1?}  p99 {:>7.1?}  p99.9 {:>7.1?}  cpu {cpu} ms/1k  allowed {:.1}%{reused}",
         args.label,
         rate,
         at(0.5),

@@ -3,6 +3,7 @@
 //! is answered OK at once, so what it costs is the floor for any external authorizer.
 //!
 //!     authgate-null-authz 127.0.0.1:9101
+//!     authgate-null-authz unix:/tmp/null-authz.sock
 
 use envoy_types::ext_authz::v3::CheckResponseExt;
 use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer, CheckRequest, CheckResponse};
@@ -23,10 +24,17 @@ impl Authorization for Allow {
 #[tokio::main]
 async fn main() {
     let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9101".into());
+    let server = tonic::transport::Server::builder().add_service(AuthorizationServer::new(Allow));
+    if let Some(path) = address.strip_prefix("unix:") {
+        let _ = std::fs::remove_file(path);
+        let listener = tokio::net::UnixListener::bind(path).expect("bind");
+        println!("null-authz listening on {address}");
+        server.serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)).await.expect("serve");
+        return;
+    }
     let listener = tokio::net::TcpListener::bind(&address).await.expect("bind");
     println!("null-authz listening on {}", listener.local_addr().unwrap());
-    tonic::transport::Server::builder()
-        .add_service(AuthorizationServer::new(Allow))
+    server
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await
         .expect("serve");

@@ -372,6 +372,11 @@ impl Store for BreakerStore {
         self.primary.fetch_local(key)
     }
 
+    /// The primary's (the hybrid L1's): like its local answers, no Redis round trip.
+    fn absence_epoch(&self) -> Option<super::AbsenceEpoch> {
+        self.primary.absence_epoch()
+    }
+
     async fn fetch(&self, key: &str) -> Result<Option<(Vec<u8>, Tier)>, CacheError> {
         // An answer from the primary's own memory (the hybrid L1) involves no Redis round
         // trip: it is not Redis's success to count, nor refused while the breaker is open.

@@ -20,8 +20,17 @@
 //! every request would pay a Redis round trip to learn "not revoked". For those keys L1
 //! also remembers that L2 had no value, under the same rules: only while subscribed,
 //! dropped by the invalidation that any write of the key publishes, discarded when an
-//! invalidation raced with the read, and for at most `hybridL1MaxTTL`. Only keys whose
-//! every write publishes qualify (`set`, not `set_if_absent`).
+//! invalidation raced with the read, and for at most half of `hybridL1MaxTTL` (the other
+//! half is the absence epoch's, below). Only keys whose every write publishes qualify
+//! (`set`, not `set_if_absent`).
+//!
+//! Absence epoch ([`Store::absence_epoch`]): while subscribed, a counter that moves after
+//! every write of a remembered-absent key made here, after every invalidation of one (or
+//! of everything) received, and whenever the subscription comes up or goes down. A reader
+//! that saw the logout markers of a session absent at one epoch knows they are still
+//! absent while it holds, for at most half of `hybridL1MaxTTL`: with the known-absent
+//! entry's half, an absence heard of no write is never relied on for longer than
+//! `hybridL1MaxTTL` (the silent-subscriber window), as any L1 copy.
 //!
 //! Because L1 answers without I/O ([`Store::fetch_local`]), the circuit breaker in front
 //! of this store is not consulted for L1 hits: they neither count as Redis successes nor
@@ -30,13 +39,19 @@
 
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
-use super::{CacheError, Store, Tier};
+use super::{AbsenceEpoch, CacheError, Store, Tier};
 use crate::retry::Backoff;
 use async_trait::async_trait;
 use redis::{PushInfo, PushKind, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+/// How long a known absence is trusted, by L1 and then by the absence epoch (see the
+/// module doc): together, `hybridL1MaxTTL`.
+fn half(l1_max_ttl: Duration) -> Duration {
+    (l1_max_ttl / 2).max(Duration::from_millis(1))
+}
 
 /// Message meaning "drop everything" (after `clear`).
 const ALL_KEYS: &str = "*";
@@ -54,6 +69,8 @@ pub struct HybridStore {
     remember_absent: Vec<String>,
     /// Bumped by every invalidation received; a fill that saw another value is discarded.
     generation: AtomicU64,
+    /// Moves whenever a remembered-absent key may have become present (the module doc).
+    absence_generation: AtomicU64,
     subscribed: AtomicBool,
     invalidations_received: AtomicU64,
 }
@@ -79,10 +96,8 @@ impl HybridStore {
         l1_max_ttl: Duration,
         prefixes: Vec<String>,
     ) -> Arc<Self> {
-        let absent = moka::sync::Cache::builder()
-            .max_capacity(l1.capacity_entries())
-            .time_to_live(l1_max_ttl.max(Duration::from_millis(1)))
-            .build();
+        let absent =
+            moka::sync::Cache::builder().max_capacity(l1.capacity_entries()).time_to_live(half(l1_max_ttl)).build();
         let store = Arc::new(HybridStore {
             absent,
             remember_absent: prefixes,
@@ -93,6 +108,7 @@ impl HybridStore {
             l2,
             l1_max_ttl,
             generation: AtomicU64::new(0),
+            absence_generation: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
             invalidations_received: AtomicU64::new(0),
         });
@@ -135,6 +151,15 @@ impl HybridStore {
         } else {
             self.forget(key);
         }
+        if key == ALL_KEYS || self.remembers_absence(key) {
+            self.absence_changed();
+        }
+    }
+
+    /// Called once a remembered-absent key may have become present and L1 no longer says
+    /// otherwise.
+    fn absence_changed(&self) {
+        self.absence_generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Drops what L1 knows of `key`, value or absence.
@@ -205,6 +230,7 @@ async fn subscriber(store: Weak<HybridStore>) {
         // Messages sent while we were not subscribed are lost: start L1 afresh.
         strong.generation.fetch_add(1, Ordering::SeqCst);
         strong.forget_all();
+        strong.absence_changed();
         strong.subscribed.store(true, Ordering::SeqCst);
         tracing::debug!(channel = %strong.channel, "hybrid cache: invalidation subscription up");
         backoff.reset();
@@ -224,6 +250,7 @@ async fn subscriber(store: Weak<HybridStore>) {
         }
         let Some(strong) = store.upgrade() else { return };
         strong.subscribed.store(false, Ordering::SeqCst);
+        strong.absence_changed();
         tracing::warn!("hybrid cache: invalidation subscription lost; reading from redis until it is back");
     }
 }
@@ -250,6 +277,16 @@ impl Store for HybridStore {
             return Some(Some(value));
         }
         self.absent.contains_key(key).then_some(None)
+    }
+
+    fn absence_epoch(&self) -> Option<AbsenceEpoch> {
+        if !self.is_subscribed() {
+            return None;
+        }
+        Some(AbsenceEpoch {
+            generation: self.absence_generation.load(Ordering::SeqCst),
+            trusted_for: half(self.l1_max_ttl),
+        })
     }
 
     async fn fetch(&self, key: &str) -> Result<Option<(Vec<u8>, Tier)>, CacheError> {
@@ -291,11 +328,19 @@ impl Store for HybridStore {
         let before = self.generation.load(Ordering::SeqCst);
         self.l2.set_and_publish(key, value, ttl, &self.channel, &self.message(key)).await?;
         self.fill(key, value, ttl, before);
+        if self.remembers_absence(key) {
+            self.absence_changed();
+        }
         Ok(())
     }
 
     async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CacheError> {
-        self.l2.set_if_absent(key, value, ttl).await
+        let created = self.l2.set_if_absent(key, value, ttl).await?;
+        // Not published, so never remembered absent; moved anyway should that change.
+        if created && self.remembers_absence(key) {
+            self.absence_changed();
+        }
+        Ok(created)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {

@@ -9,15 +9,20 @@
 //! the logout answers 503). Consistency: linearizable for one process. TTL: an entry is
 //! never returned after its TTL.
 
-use super::{CacheError, Store, Tier};
+use super::{AbsenceEpoch, CacheError, Store, Tier};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct MarkerStore {
     entries: RwLock<HashMap<String, (Vec<u8>, Instant)>>,
     capacity: usize,
+    /// Moves after every write (see [`Store::absence_epoch`]): this process is the only
+    /// writer, so a reader that saw a key absent at one generation knows it still is while
+    /// the generation has not moved.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for MarkerStore {
@@ -28,7 +33,13 @@ impl std::fmt::Debug for MarkerStore {
 
 impl MarkerStore {
     pub fn new(capacity: usize) -> Self {
-        MarkerStore { entries: RwLock::new(HashMap::new()), capacity: capacity.max(1) }
+        MarkerStore { entries: RwLock::new(HashMap::new()), capacity: capacity.max(1), generation: AtomicU64::new(0) }
+    }
+
+    /// Called after every write that can make a key present, once readers can see it
+    /// (deletes only make keys absent, which a reader relying on absence need not hear of).
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn live(&self, key: &str) -> Option<(Vec<u8>, Instant)> {
@@ -65,10 +76,17 @@ impl Store for MarkerStore {
         Ok(self.live(key).map(|(value, expires)| (value, expires.saturating_duration_since(Instant::now()))))
     }
 
+    fn absence_epoch(&self) -> Option<AbsenceEpoch> {
+        Some(AbsenceEpoch { generation: self.generation.load(Ordering::SeqCst), trusted_for: Duration::MAX })
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
-        let mut entries = self.entries.write().expect("marker lock");
-        Self::room(&mut entries, self.capacity, key)?;
-        entries.insert(key.to_owned(), (value.to_vec(), Instant::now() + ttl));
+        {
+            let mut entries = self.entries.write().expect("marker lock");
+            Self::room(&mut entries, self.capacity, key)?;
+            entries.insert(key.to_owned(), (value.to_vec(), Instant::now() + ttl));
+        }
+        self.changed();
         Ok(())
     }
 
@@ -80,6 +98,8 @@ impl Store for MarkerStore {
         }
         Self::room(&mut entries, self.capacity, key)?;
         entries.insert(key.to_owned(), (value.to_vec(), now + ttl));
+        drop(entries);
+        self.changed();
         Ok(true)
     }
 

@@ -216,6 +216,15 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// When this store can vouch, without I/O, that keys it remembers as absent (the
+    /// logout markers: see [`Kind::absence_is_published`]) stayed absent: an epoch that
+    /// changes after every write of such a key made through this store or announced to it.
+    /// `None` when it cannot vouch (Redis alone; a hybrid store while its invalidation
+    /// subscription is down). See [`AbsenceEpoch`].
+    fn absence_epoch(&self) -> Option<AbsenceEpoch> {
+        None
+    }
+
     /// Like [`Store::get`], also saying which tier answered.
     async fn fetch(&self, key: &str) -> Result<Option<(Vec<u8>, Tier)>, CacheError> {
         Ok(self.get(key).await?.map(|value| (value, self.tier())))
@@ -247,6 +256,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers (a `PING` for Redis).
     async fn health(&self) -> Result<(), CacheError>;
+}
+
+/// A moment in a store's record of writes to remembered-absent keys (see
+/// [`Store::absence_epoch`]). A reader that saw such keys absent after reading epoch `e`
+/// may rely on them still being absent while the store still answers `e` and no more than
+/// `trusted_for` has passed since: any write since would have moved the generation. The
+/// time bound covers what the store cannot hear of (a hybrid L1's subscriber socket that
+/// died silently: `hybridL1MaxTTL`, the bound on any L1 copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbsenceEpoch {
+    pub generation: u64,
+    pub trusted_for: Duration,
 }
 
 /// Redis wants at least one millisecond; a zero TTL would mean "expire now" anyway.

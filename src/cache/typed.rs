@@ -1,7 +1,7 @@
 //! [`Cache`]: the typed cache the rest of authgate uses, in front of one [`Store`]: values
 //! of a [`Kind`], keys that never hold a raw secret, hit counters per kind and tier.
 
-use super::{CacheError, Store, Tier, value};
+use super::{AbsenceEpoch, CacheError, Store, Tier, value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -157,6 +157,15 @@ impl Cache {
 
     fn store(&self, kind: Kind) -> &dyn Store {
         if kind.is_revocation() { &*self.revocations } else { &*self.general }
+    }
+
+    /// The store's absence epoch for keys of `kind` (see [`Store::absence_epoch`]); `None`
+    /// for kinds whose absence is not tracked.
+    pub fn absence_epoch(&self, kind: Kind) -> Option<AbsenceEpoch> {
+        if !kind.absence_is_published() {
+            return None;
+        }
+        self.store(kind).absence_epoch()
     }
 
     /// Counts a value that was read back but failed its seal or MAC (written by someone

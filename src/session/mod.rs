@@ -10,16 +10,26 @@
 //! holding the logout time, kept for `sessionMaxAge`, and [`Sessions::load`] checks them.
 //! Whoever can delete keys in Redis can remove a marker: its *absence* grants access, so no
 //! seal can protect it (see `docs/security.md`).
+//!
+//! The hot path: a session in use is opened once ([`OpenedCache`]: the record, and its
+//! marker keys), and its markers are read again only when the store's absence epoch has
+//! moved since they were last seen absent ([`crate::cache::AbsenceEpoch`]: in memory mode
+//! any marker write, in hybrid mode any marker write or invalidation heard by this
+//! replica, or `hybridL1MaxTTL`). So a session request in memory and hybrid mode reads one
+//! cache entry; in redis mode, where no replica hears of the others' writes, every request
+//! reads the markers from Redis.
 
 mod cipher;
 
 pub use cipher::{Cipher, OpenedCache, Purpose, random_token};
 
-use crate::cache::{Cache, CacheError, Kind, token_key};
+use crate::cache::{AbsenceEpoch, Cache, CacheError, Kind, token_key};
 use crate::claims::{Claims, str_claim};
 use crate::clock::now;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// What a session remembers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +49,31 @@ pub struct SessionRecord {
 /// Hot sessions whose opened record is kept (see [`Sessions::load`]).
 const OPENED_SESSIONS: u64 = 10_000;
 
+/// A session record as opened from one sealed value, with what every request needs of it.
+#[derive(Debug)]
+struct OpenedSession {
+    record: Arc<SessionRecord>,
+    /// The logout markers that could end it (`sid`, `sub`).
+    sid_marker: Option<String>,
+    sub_marker: Option<String>,
+    /// The absence epoch at which both markers were last seen absent, plus one (0: never),
+    /// and when (milliseconds since `Sessions::started`). Two atomics, not one lock: a reader
+    /// that sees them torn sees an older time or another generation, and reads the markers.
+    clear_generation: AtomicU64,
+    clear_at_ms: AtomicU64,
+}
+
+impl OpenedSession {
+    fn new(record: SessionRecord) -> Self {
+        OpenedSession {
+            sid_marker: str_claim(&record.claims, "sid").map(sid_marker),
+            sub_marker: str_claim(&record.claims, "sub").map(sub_marker),
+            record: Arc::new(record),
+            clear_generation: AtomicU64::new(0),
+            clear_at_ms: AtomicU64::new(0),
+        }
+    }
+}
 /// Where sessions live.
 #[derive(Clone)]
 pub struct Sessions {
@@ -47,7 +82,9 @@ pub struct Sessions {
     max_age: Duration,
     /// Hot sessions' opened records (a refreshed, replaced or tampered record is opened
     /// again, a deleted one never reached): see [`OpenedCache`].
-    opened: OpenedCache<std::sync::Arc<SessionRecord>>,
+    opened: OpenedCache<Arc<OpenedSession>>,
+    /// The origin of `OpenedSession::clear_at_ms`.
+    started: Instant,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -58,7 +95,7 @@ impl std::fmt::Debug for Sessions {
 
 impl Sessions {
     pub fn new(cache: Cache, cipher: std::sync::Arc<Cipher>, max_age: Duration) -> Self {
-        Sessions { cache, cipher, max_age, opened: OpenedCache::new(OPENED_SESSIONS, max_age) }
+        Sessions { cache, cipher, max_age, opened: OpenedCache::new(OPENED_SESSIONS, max_age), started: Instant::now() }
     }
 
     /// Stores a new session; returns the id for the cookie.
@@ -95,31 +132,53 @@ impl Sessions {
                 );
                 return None;
             };
-            serde_json::from_slice::<SessionRecord>(&plain).ok().map(std::sync::Arc::new)
+            serde_json::from_slice::<SessionRecord>(&plain).ok().map(|record| Arc::new(OpenedSession::new(record)))
         });
-        let Some(record) = opened else { return Ok(None) };
-        if record.created_at + self.max_age.as_secs() <= now() {
+        let Some(session) = opened else { return Ok(None) };
+        if session.record.created_at + self.max_age.as_secs() <= now() {
             return Ok(None);
         }
-        if self.logged_out(&record).await? {
+        // Read before the markers: a marker written meanwhile moves it past what is kept.
+        let epoch = self.cache.absence_epoch(Kind::Logout);
+        if epoch.is_some_and(|epoch| self.known_clear(&session, epoch)) {
+            return Ok(Some(session.record.clone()));
+        }
+        if self.logged_out(&session).await? {
             let _ = self.cache.delete(Kind::Session, &key).await;
             return Ok(None);
         }
-        Ok(Some(record))
+        if let Some(epoch) = epoch {
+            session.clear_at_ms.store(self.millis_since_start(), Ordering::SeqCst);
+            session.clear_generation.store(epoch.generation + 1, Ordering::SeqCst);
+        }
+        Ok(Some(session.record.clone()))
+    }
+
+    fn millis_since_start(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether this session's markers were seen absent at `epoch`, recently enough.
+    fn known_clear(&self, session: &OpenedSession, epoch: AbsenceEpoch) -> bool {
+        if session.clear_generation.load(Ordering::SeqCst) != epoch.generation + 1 {
+            return false;
+        }
+        let age = self.millis_since_start().saturating_sub(session.clear_at_ms.load(Ordering::SeqCst));
+        u128::from(age) < epoch.trusted_for.as_millis()
     }
 
     /// Whether a back-channel logout ended this session: a marker for its provider session
     /// (`sid`), or for its user (`sub`) newer than the session.
-    async fn logged_out(&self, record: &SessionRecord) -> Result<bool, CacheError> {
-        if let Some(sid) = str_claim(&record.claims, "sid")
-            && self.cache.get_json::<String>(Kind::Logout, &sid_marker(sid)).await?.is_some()
+    async fn logged_out(&self, session: &OpenedSession) -> Result<bool, CacheError> {
+        if let Some(marker) = &session.sid_marker
+            && self.cache.get_json::<String>(Kind::Logout, marker).await?.is_some()
         {
             return Ok(true);
         }
-        if let Some(sub) = str_claim(&record.claims, "sub")
-            && let Some(at) = self.cache.get_json::<String>(Kind::Logout, &sub_marker(sub)).await?
+        if let Some(marker) = &session.sub_marker
+            && let Some(at) = self.cache.get_json::<String>(Kind::Logout, marker).await?
         {
-            return Ok(at.parse::<u64>().is_ok_and(|at| at >= record.created_at));
+            return Ok(at.parse::<u64>().is_ok_and(|at| at >= session.record.created_at));
         }
         Ok(false)
     }
@@ -169,6 +228,43 @@ mod tests {
         };
         let cipher = std::sync::Arc::new(Cipher::new(&config, Purpose::SessionRecord));
         (Sessions::new(cache.clone(), cipher, Duration::from_secs(3600)), cache)
+    }
+
+    /// Memory mode: logout markers in the never-evicting marker store, whose epoch moves
+    /// with every marker written.
+    #[tokio::test]
+    async fn markers_are_read_again_only_after_a_marker_was_written() {
+        use crate::cache::markers::MarkerStore;
+        let memory: std::sync::Arc<dyn crate::cache::Store> = std::sync::Arc::new(MemoryStore::new(1000, 1 << 20));
+        let cache = Cache::routed(memory.clone(), memory, std::sync::Arc::new(MarkerStore::new(1000)));
+        let (plain, _) = sessions();
+        let sessions = Sessions { cache: cache.clone(), ..plain };
+        let reads = || cache.stats().requests(Kind::Logout);
+        let mut alice = record("alice");
+        alice.claims.insert("sid".into(), serde_json::json!("s1"));
+        let id = sessions.create(&alice).await.unwrap();
+        let bob = sessions.create(&record("bob")).await.unwrap();
+
+        assert!(sessions.load(&id).await.unwrap().is_some());
+        assert_eq!(reads(), 2, "sid and sub markers");
+        assert!(sessions.load(&bob).await.unwrap().is_some());
+        assert_eq!(reads(), 3, "bob has only a sub marker");
+        for _ in 0..5 {
+            assert!(sessions.load(&id).await.unwrap().is_some());
+        }
+        assert_eq!(reads(), 3, "nothing written: nothing read");
+
+        // A logout for another provider session moves the epoch: both sessions look again,
+        // and stay.
+        sessions.end_provider_session(Some("other"), None).await.unwrap();
+        assert!(sessions.load(&id).await.unwrap().is_some());
+        assert!(sessions.load(&bob).await.unwrap().is_some());
+        assert_eq!(reads(), 6);
+
+        sessions.end_provider_session(Some("s1"), None).await.unwrap();
+        assert_eq!(sessions.load(&id).await.unwrap(), None, "its provider session ended");
+        sessions.end_provider_session(None, Some("bob")).await.unwrap();
+        assert_eq!(sessions.load(&bob).await.unwrap(), None, "its user was logged out");
     }
 
     fn record(sub: &str) -> SessionRecord {

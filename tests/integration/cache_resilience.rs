@@ -373,3 +373,74 @@ async fn redis_trouble_is_named_by_its_class() {
     assert!(store.health().await.is_err());
     assert_eq!(store.error_class(), Some(ErrorClass::Tls), "{:?}", store.last_error());
 }
+
+/// A warm hybrid session reads only its record: its logout markers are read again only
+/// when a marker may have been written (the absence epoch moved). A logout on another
+/// replica, heard over pub/sub, ends it at once; a marker written behind pub/sub's back is
+/// seen as soon as the subscription is re-established.
+#[tokio::test]
+async fn a_warm_hybrid_session_skips_its_marker_reads_until_a_marker_is_written() {
+    use authgate::claims::Claims;
+    use authgate::session::{Cipher, Purpose, SessionRecord, Sessions};
+    let redis = RedisServer::start();
+    let mut config = system_config(&redis, CacheMode::Hybrid, true);
+    config.session_encryption_key = authgate::config::Secret::new(crate::support::random_hex(32));
+    let replica = || {
+        let system = CacheSystem::start(&config).unwrap();
+        let cipher = Arc::new(Cipher::new(&config, Purpose::SessionRecord));
+        let sessions = Sessions::new(system.cache().clone(), cipher, Duration::from_secs(600));
+        (system, sessions)
+    };
+    let ((a_system, a), (b_system, b)) = (replica(), replica());
+    crate::support::wait_until("subscriptions", async || {
+        a_system.hybrid().unwrap().is_subscribed() && b_system.hybrid().unwrap().is_subscribed()
+    })
+    .await;
+    let mut claims = Claims::new();
+    claims.insert("sub".into(), serde_json::json!("alice"));
+    claims.insert("sid".into(), serde_json::json!("provider-session-1"));
+    let record = SessionRecord {
+        claims,
+        id_token: "id".into(),
+        access_token: "access".into(),
+        refresh_token: None,
+        access_expires_at: authgate::clock::now() + 600,
+        created_at: authgate::clock::now(),
+    };
+    let marker_reads = |system: &CacheSystem| system.cache().stats().requests(Kind::Logout);
+
+    // Two sessions of alice (two provider sessions), served by B.
+    let first = a.create(&record).await.unwrap();
+    let mut other = record.clone();
+    other.claims.insert("sid".into(), serde_json::json!("provider-session-2"));
+    let second = a.create(&other).await.unwrap();
+    assert!(b.load(&first).await.unwrap().is_some());
+    let after_first_load = marker_reads(&b_system);
+    assert_eq!(after_first_load, 2, "sid and sub markers read once");
+    for _ in 0..10 {
+        assert!(b.load(&first).await.unwrap().is_some());
+    }
+    assert_eq!(marker_reads(&b_system), after_first_load, "no marker read while nothing was written");
+
+    // A back-channel logout of the provider session on A: B hears of it and rereads.
+    a.end_provider_session(Some("provider-session-1"), None).await.unwrap();
+    let logged_out = Instant::now();
+    while b.load(&first).await.unwrap().is_some() {
+        assert!(logged_out.elapsed() < Duration::from_secs(1), "B kept serving a logged-out session");
+        tokio::task::yield_now().await;
+    }
+
+    // A marker written straight into Redis (no invalidation published): B cannot know...
+    assert!(b.load(&second).await.unwrap().is_some());
+    let direct = RedisStore::new(&config.redis).unwrap();
+    let sub_marker = format!("logout:sub:{}", authgate::cache::token_key("alice"));
+    let value = authgate::cache::value::encode_json(Kind::Logout, &authgate::clock::now().to_string()).unwrap();
+    direct.set(&sub_marker, &value, Duration::from_secs(600)).await.unwrap();
+    // ...until its subscription drops and comes back (messages may have been lost).
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let killed = Instant::now();
+    while b.load(&second).await.unwrap().is_some() {
+        assert!(killed.elapsed() < Duration::from_secs(5), "a resubscribed replica trusted an old absence");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
