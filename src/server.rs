@@ -26,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {what} address {addr}: {source}")]
-    Bind { what: &'static str, addr: String, source: std::io::Error },
+    /// The I/O error is part of the message, not a chained source (printed once).
+    #[error("cannot listen on {what} address {addr}: {error}")]
+    Bind { what: &'static str, addr: String, error: std::io::Error },
     #[error("invalid listener address: {0}")]
     Address(String),
     #[error("cannot set up the cache: {0}")]
@@ -50,13 +51,13 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServeError> {
         let addrs = config.listen_addresses().map_err(ServeError::Address)?;
         let bind = |what: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { what, addr: addr.to_string(), source })
+            TcpListener::bind(addr).await.map_err(|error| ServeError::Bind { what, addr: addr.to_string(), error })
         };
         Ok(Server {
-            grpc: grpc::GrpcListener::bind(&addrs.grpc).await.map_err(|source| ServeError::Bind {
+            grpc: grpc::GrpcListener::bind(&addrs.grpc).await.map_err(|error| ServeError::Bind {
                 what: "grpc",
                 addr: addrs.grpc.to_string(),
-                source,
+                error,
             })?,
             http: bind("http", addrs.http).await?,
             admin: bind("admin", addrs.admin).await?,

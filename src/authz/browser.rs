@@ -72,13 +72,40 @@ impl Endpoint {
 }
 
 /// Cookies of a request, in order (first occurrence of a name wins where it matters).
-fn cookies(request: &AuthRequest) -> impl Iterator<Item = Cookie<'_>> {
+fn cookies(request: &AuthRequest) -> impl Iterator<Item = Crumb<'_>> {
     request.header("cookie").into_iter().flat_map(parse_cookies)
 }
 
-/// The cookies of one `Cookie` header; malformed pairs are skipped.
-pub fn parse_cookies(header: &str) -> impl Iterator<Item = Cookie<'_>> {
-    Cookie::split_parse(header).filter_map(Result::ok)
+/// One `name=value` pair of a `Cookie` header, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crumb<'a> {
+    pub name: &'a str,
+    /// As sent (surrounding double quotes kept).
+    pub value: &'a str,
+}
+
+impl<'a> Crumb<'a> {
+    /// The value without one pair of surrounding double quotes.
+    pub fn value_trimmed(&self) -> &'a str {
+        let value = self.value;
+        if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
+            &value[1..value.len() - 1]
+        } else {
+            value
+        }
+    }
+}
+
+/// The cookies of one `Cookie` header, read exactly as `cookie::Cookie::split_parse` reads
+/// them (crumbs split on `;`, name and value trimmed, no percent-decoding; a crumb without
+/// `=` or without a name is skipped: a property test holds the two equal), without
+/// allocating: this runs on every request.
+pub fn parse_cookies(header: &str) -> impl Iterator<Item = Crumb<'_>> {
+    header.split(';').filter_map(|crumb| {
+        let (name, value) = crumb.trim().split_once('=')?;
+        let name = name.trim();
+        (!name.is_empty()).then(|| Crumb { name, value: value.trim() })
+    })
 }
 
 /// Where a login that started at `path` on `host` may return: the path itself when it is a
@@ -211,20 +238,27 @@ impl Browser {
         format!("{scheme}://{}{}", request.host, endpoint.path)
     }
 
-    fn session_id<'r>(&self, request: &'r AuthRequest) -> Option<Cookie<'r>> {
-        cookies(request).find(|c| c.name() == self.session_cookie)
+    fn session_id<'r>(&self, request: &'r AuthRequest) -> Option<Crumb<'r>> {
+        cookies(request).find(|c| c.name == self.session_cookie)
     }
 
     /// The request's `Cookie` header without authgate's own cookies (session and login
     /// flow): `None` when it has none of them, `Some(None)` when nothing else remains.
     pub(crate) fn cookies_for_upstream(&self, request: &AuthRequest) -> Option<Option<String>> {
-        let ours = |c: &Cookie<'_>| c.name() == self.session_cookie || c.name().starts_with(&self.flow_cookie_prefix);
-        let (authgate, rest): (Vec<Cookie<'_>>, Vec<Cookie<'_>>) = cookies(request).partition(ours);
-        if authgate.is_empty() {
+        let ours = |c: &Crumb<'_>| c.name == self.session_cookie || c.name.starts_with(&self.flow_cookie_prefix);
+        if !cookies(request).any(|c| ours(&c)) {
             return None;
         }
-        let rest: Vec<String> = rest.iter().map(|c| format!("{}={}", c.name(), c.value())).collect();
-        Some((!rest.is_empty()).then(|| rest.join("; ")))
+        let mut rest = String::with_capacity(request.header("cookie").map_or(0, str::len));
+        for crumb in cookies(request).filter(|c| !ours(c)) {
+            if !rest.is_empty() {
+                rest.push_str("; ");
+            }
+            rest.push_str(crumb.name);
+            rest.push('=');
+            rest.push_str(crumb.value);
+        }
+        Some((!rest.is_empty()).then_some(rest))
     }
 
     /// The session the request's cookie names, if it is live, with its id.
@@ -262,11 +296,11 @@ impl Browser {
         // Expire the oldest flow cookies beyond the limit (names sort by nothing useful, so
         // age comes from the sealed content).
         let mut existing: Vec<(u64, String)> = cookies(request)
-            .filter(|c| c.name().starts_with(&self.flow_cookie_prefix))
+            .filter(|c| c.name.starts_with(&self.flow_cookie_prefix))
             .take(MAX_FLOW_COOKIES_EXAMINED)
             .map(|c| {
-                let created = self.cipher.open_text::<Flow>(c.value_trimmed(), c.name()).map_or(0, |f| f.created_at);
-                (created, c.name().to_owned())
+                let created = self.cipher.open_text::<Flow>(c.value_trimmed(), c.name).map_or(0, |f| f.created_at);
+                (created, c.name.to_owned())
             })
             .collect();
         existing.sort();
@@ -294,7 +328,7 @@ impl Browser {
         let unknown =
             || Decision::deny(401, Reason::UnknownLoginState, "login expired or started elsewhere; try again\n");
         let Some(flow) = cookies(request)
-            .find(|c| c.name() == name)
+            .find(|c| c.name == name)
             .and_then(|c| self.cipher.open_text::<Flow>(c.value_trimmed(), &name))
         else {
             return unknown();
@@ -454,7 +488,7 @@ mod tests {
     fn parses_cookies() {
         let r = request(&[("cookie", "a=1; _authgate_session=abc ; b=\"q\"")]);
         let parsed: Vec<(String, String)> =
-            cookies(&r).map(|c| (c.name().to_owned(), c.value_trimmed().to_owned())).collect();
+            cookies(&r).map(|c| (c.name.to_owned(), c.value_trimmed().to_owned())).collect();
         assert_eq!(
             parsed,
             vec![("a".into(), "1".into()), ("_authgate_session".into(), "abc".into()), ("b".into(), "q".into())]
@@ -542,8 +576,20 @@ mod tests {
             fn cookie_headers_parse_without_panicking(header in ".{0,200}", pad in "[ ;a-z=]{0,20}") {
                 let _ = parse_cookies(&header).count();
                 let with_session = format!("{pad}; _authgate_session=abc; {header}");
-                let found = parse_cookies(&with_session).any(|c| c.name() == "_authgate_session" && c.value() == "abc");
+                let found = parse_cookies(&with_session).any(|c| c.name == "_authgate_session" && c.value == "abc");
                 prop_assert!(found);
+            }
+
+            /// The allocation-free reader sees exactly the cookies the `cookie` crate sees.
+            #[test]
+            fn cookies_read_as_the_cookie_crate_reads_them(header in "[ \t;=\"a-c_]{0,40}|.{0,80}") {
+                let ours: Vec<(&str, &str, &str)> =
+                    parse_cookies(&header).map(|c| (c.name, c.value, c.value_trimmed())).collect();
+                let crate_cookies: Vec<cookie::Cookie<'_>> =
+                    cookie::Cookie::split_parse(header.as_str()).filter_map(Result::ok).collect();
+                let theirs: Vec<(&str, &str, &str)> =
+                    crate_cookies.iter().map(|c| (c.name(), c.value(), c.value_trimmed())).collect();
+                prop_assert_eq!(ours, theirs);
             }
 
             /// A sealed flow cookie opens only unchanged, under its own name.

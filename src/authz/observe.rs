@@ -14,7 +14,14 @@ struct HeaderExtractor<'a>(&'a HashMap<String, String>);
 
 impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(&key.to_ascii_lowercase()).map(String::as_str)
+        // The propagators ask in lower case, as the map is kept.
+        match self.0.get(key) {
+            Some(value) => Some(value.as_str()),
+            None if key.bytes().any(|b| b.is_ascii_uppercase()) => {
+                self.0.get(&key.to_ascii_lowercase()).map(String::as_str)
+            }
+            None => None,
+        }
     }
 
     fn keys(&self) -> Vec<&str> {

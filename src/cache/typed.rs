@@ -216,7 +216,7 @@ impl Cache {
     /// Raw bytes of `kind` (e.g. an encrypted record); unreadable envelopes read as absent.
     pub async fn get_raw(&self, kind: Kind, id: &str) -> Result<Option<Vec<u8>>, CacheError> {
         let Some(bytes) = self.fetch(kind, id).await? else { return Ok(None) };
-        match value::decode_raw(kind, &bytes) {
+        match value::decode_raw(kind, bytes) {
             Ok(payload) => Ok(Some(payload)),
             Err(error) => {
                 tracing::warn!(kind = kind.as_str(), %error, "ignoring unreadable cached value");

@@ -28,7 +28,7 @@ impl ExtAuthz {
 #[tonic::async_trait]
 impl Authorization for ExtAuthz {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        let auth_request = auth_request(request.get_ref());
+        let auth_request = auth_request(request.into_inner());
         let request = auth_request.as_ref().ok_or_else(Decision::no_http_attributes);
         let decision = observed_decision(&self.authorizer, request, "grpc").await;
         Ok(Response::new(check_response(decision)))
@@ -36,30 +36,37 @@ impl Authorization for ExtAuthz {
 }
 
 /// The HTTP request inside a Check, or `None` when there is none (TCP ext_authz filter).
-pub fn auth_request(check: &CheckRequest) -> Option<AuthRequest> {
-    let http = check.attributes.as_ref()?.request.as_ref()?.http.as_ref()?;
-    let mut headers: HashMap<String, String> =
-        http.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+/// Takes the Check apart rather than copying it: this runs on every request.
+pub fn auth_request(check: CheckRequest) -> Option<AuthRequest> {
+    let http = check.attributes?.request?.http?;
+    // Envoy sends lower-case names already; anything else is lowered in place.
+    let mut headers: HashMap<String, String> = http
+        .headers
+        .into_iter()
+        .map(|(mut name, value)| {
+            name.make_ascii_lowercase();
+            (name, value)
+        })
+        .collect();
     // Envoy sends `header_map` instead of `headers` when `encode_raw_headers` is on.
-    if let Some(map) = &http.header_map {
-        for header in &map.headers {
+    if let Some(map) = http.header_map {
+        for header in map.headers {
             let value = if header.raw_value.is_empty() {
-                header.value.clone()
+                header.value
             } else {
                 String::from_utf8_lossy(&header.raw_value).into_owned()
             };
             add_header(&mut headers, header.key.to_ascii_lowercase(), &value);
         }
     }
-    let host =
-        if http.host.is_empty() { headers.get(":authority").cloned().unwrap_or_default() } else { http.host.clone() };
+    let host = if http.host.is_empty() { headers.get(":authority").cloned().unwrap_or_default() } else { http.host };
     // The query string is part of `path`; `query` is documented but left empty by Envoy.
     let path = if http.query.is_empty() || http.path.contains('?') {
-        http.path.clone()
+        http.path
     } else {
         format!("{}?{}", http.path, http.query)
     };
-    Some(AuthRequest { method: http.method.clone(), scheme: http.scheme.clone(), host, path, headers })
+    Some(AuthRequest { method: http.method, scheme: http.scheme, host, path, headers })
 }
 
 /// The ext_authz answer for a decision.
@@ -141,13 +148,13 @@ mod tests {
 
     #[test]
     fn translates_the_http_attributes() {
-        let request = auth_request(&check("/a?b=1", "")).unwrap();
+        let request = auth_request(check("/a?b=1", "")).unwrap();
         assert_eq!(
             (request.method.as_str(), request.host.as_str(), request.path.as_str()),
             ("GET", "app.example", "/a?b=1")
         );
         assert_eq!(request.header("accept"), Some("text/html"));
-        assert_eq!(auth_request(&check("/a", "b=1")).unwrap().path, "/a?b=1");
+        assert_eq!(auth_request(check("/a", "b=1")).unwrap().path, "/a?b=1");
     }
 
     /// L6: with `encode_raw_headers`, repeated `Cookie` headers arrive one by one.
@@ -165,14 +172,14 @@ mod tests {
         http.header_map = Some(HeaderMap {
             headers: vec![raw("cookie", "a=1"), raw("cookie", "_authgate_session=x"), raw("x-a", "1"), raw("x-a", "2")],
         });
-        let request = auth_request(&request).unwrap();
+        let request = auth_request(request).unwrap();
         assert_eq!(request.header("cookie"), Some("a=1; _authgate_session=x"));
         assert_eq!(request.header("x-a"), Some("1, 2"));
     }
 
     #[test]
     fn a_check_without_http_attributes_has_no_request() {
-        assert!(auth_request(&CheckRequest::default()).is_none());
+        assert!(auth_request(CheckRequest::default()).is_none());
     }
 
     #[test]

@@ -86,8 +86,8 @@ async fn a_socket_left_behind_is_replaced_and_a_live_one_is_not_taken() {
 
     // A second server on the same socket would steal the first one's Checks.
     match Server::bind(config_on(&address)).await {
-        Err(ServeError::Bind { what: "grpc", source, .. }) => {
-            assert!(source.to_string().contains("another process is listening"), "{source}")
+        Err(ServeError::Bind { what: "grpc", error, .. }) => {
+            assert!(error.to_string().contains("another process is listening"), "{error}")
         }
         Err(other) => panic!("unexpected error: {other}"),
         Ok(_) => panic!("two servers bound one socket"),
@@ -99,7 +99,7 @@ async fn a_socket_left_behind_is_replaced_and_a_live_one_is_not_taken() {
     // Anything else at the path is not ours to delete.
     std::fs::write(&socket, "data").unwrap();
     match Server::bind(config_on(&address)).await {
-        Err(ServeError::Bind { source, .. }) => assert!(source.to_string().contains("is not a socket"), "{source}"),
+        Err(ServeError::Bind { error, .. }) => assert!(error.to_string().contains("is not a socket"), "{error}"),
         _ => panic!("a regular file was replaced"),
     }
     assert_eq!(std::fs::read_to_string(&socket).unwrap(), "data");
