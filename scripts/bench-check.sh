@@ -12,7 +12,7 @@
 #      (`grpcAddress: unix:/path`, Envoy `pipe`);
 #   3. memory: authgate's idle RSS.
 # Prints one table of ratios. Not part of the test run. Options via environment:
-#   DURATION (s, default 5), RUNS (best of, default 3), CONCURRENCY (in-flight Checks, 64),
+#   DURATION (s, default 5), RUNS (rounds, default 3), CONCURRENCY (in-flight Checks, 64),
 #   COLD_TOKENS (tokens signed per cold run, default 25000; the line says if they ran out).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -88,39 +88,52 @@ token=$(curl -fsS -u authgate-bench:bench-secret -d grant_type=client_credential
   "http://127.0.0.1:$idp/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
 # --- 1. Checks straight to the server --------------------------------------------------
-best() { # label target pid checkload-args… : best of $runs by throughput; prints the line
-  local label=$1 target=$2 p=$3; shift 3
-  local best_line="" best_rate=0
-  for _ in $(seq 1 "$runs"); do
-    line=$("$bin/authgate-checkload" --target "$target" --label "$label" --pid "$p" --concurrency "$concurrency" \
-      --connections 2 --warmup 1 --duration "$duration" "$@")
-    rate=$(awk '{for(i=1;i<=NF;i++) if ($i ~ /\/s$/) {sub(/\/s$/,"",$i); print $i; exit}}' <<<"$line")
-    if awk -v a="$rate" -v b="$best_rate" 'BEGIN{exit !(a>b)}'; then best_rate=$rate best_line=$line; fi
-  done
-  echo "$best_line"
-  results[$label]=$best_rate
+# Every measurement is taken $runs times, in rounds: each round measures every scenario once,
+# a scenario next to its baseline, so a ratio is taken from two figures seconds apart (the
+# machine's speed drifts by more than the differences measured). Ratios are the median of
+# the rounds' ratios; each line shows the scenario's best round.
+declare -A rates lines
+record() { # label line
+  local rate
+  rate=$(awk '{for(i=1;i<=NF;i++) if ($i ~ /\/s$/) {sub(/\/s$/,"",$i); print $i; exit}}' <<<"$2")
+  rates[$1]="${rates[$1]:-} $rate"
+  if [ -z "${lines[$1]:-}" ] || awk -v a="$rate" -v b="$(best_rate "$1")" 'BEGIN{exit !(a>b)}'; then lines[$1]=$2; fi
 }
-declare -A results
-echo "== Checks straight to the server (best of $runs × ${duration}s, $concurrency in flight over 2 HTTP/2 connections)"
-# The do-nothing server is given the same request as each scenario it is compared with.
-best "null: plain request" "127.0.0.1:$null" "$null_pid" --path /public/x
-best "excluded path" "${grpc[memory]}" "${pid[memory]}" --path /public/x
-best "anonymous browser (302)" "${grpc[memory]}" "${pid[memory]}" --path /private --header "accept: text/html"
-best "null: with a session cookie" "127.0.0.1:$null" "$null_pid" --path /private --header "cookie: ${cookie[memory]}"
-for mode in "${modes[@]}"; do
-  best "session hit, $mode" "${grpc[$mode]}" "${pid[$mode]}" --path /private --header "cookie: ${cookie[$mode]}"
+best_rate() { tr ' ' '\n' <<<"${rates[$1]}" | sort -g | tail -1; }
+measure() { # label target pid checkload-args…
+  local label=$1 target=$2 p=$3; shift 3
+  record "$label" "$("$bin/authgate-checkload" --target "$target" --label "$label" --pid "$p" \
+    --concurrency "$concurrency" --connections 2 --warmup 1 --duration "$duration" "$@")"
+}
+best() { # label target pid checkload-args… : one measurement, printed
+  measure "$@"
+  echo "${lines[$1]}"
+}
+direct=("null: plain request" "excluded path" "anonymous browser (302)" "null: with a session cookie"
+  "session hit, memory" "session hit, redis" "session hit, hybrid" "null: with a bearer token" "bearer JWT, cached")
+echo "== Checks straight to the server (median of $runs rounds × ${duration}s, $concurrency in flight over 2 HTTP/2 connections)"
+for _ in $(seq 1 "$runs"); do
+  # The do-nothing server is given the same request as each scenario it is compared with.
+  measure "null: plain request" "127.0.0.1:$null" "$null_pid" --path /public/x
+  measure "excluded path" "${grpc[memory]}" "${pid[memory]}" --path /public/x
+  measure "anonymous browser (302)" "${grpc[memory]}" "${pid[memory]}" --path /private --header "accept: text/html"
+  for mode in "${modes[@]}"; do
+    measure "null: with a session cookie" "127.0.0.1:$null" "$null_pid" --path /private --header "cookie: ${cookie[$mode]}"
+    measure "session hit, $mode" "${grpc[$mode]}" "${pid[$mode]}" --path /private --header "cookie: ${cookie[$mode]}"
+  done
+  measure "null: with a bearer token" "127.0.0.1:$null" "$null_pid" --path /private --header "authorization: Bearer $token"
+  measure "bearer JWT, cached" "${grpc[memory]}" "${pid[memory]}" --path /private --header "authorization: Bearer $token"
 done
-best "null: with a bearer token" "127.0.0.1:$null" "$null_pid" --path /private --header "authorization: Bearer $token"
-best "bearer JWT, cached" "${grpc[memory]}" "${pid[memory]}" --path /private --header "authorization: Bearer $token"
+for label in "${direct[@]}"; do echo "${lines[$label]}"; done
 # Never-seen tokens: every Check verifies a signature and caches the result. One short run
 # each (1 s after 0.2 s of warm-up), as every request needs a token signed beforehand and
 # signing is slower than verifying (the line says if the pool ran out).
 cold() { # label target pid extra-args…
   local label=$1 target=$2 p=$3; shift 3
-  local saved_duration=$duration saved_runs=$runs; duration=1 runs=1
+  local saved_duration=$duration; duration=1
   best "$label" "$target" "$p" --path /private --mint "$cold_tokens" --mint-from "$token" \
     --mint-key "$work/keys/key-1.pem" --warmup 0.2 "$@"
-  duration=$saved_duration runs=$saved_runs
+  duration=$saved_duration
 }
 cold "bearer JWT, cold" "${grpc[memory]}" "${pid[memory]}"
 for mode in memory redis; do
@@ -231,33 +244,44 @@ e=$((base + 40))
 pids+=($!)
 wait_for "http://127.0.0.1:$e/ready" LIVE envoy
 
-wrk_best() { # label port header
-  local label=$1 port=$2 header=$3 best_rate=0
+wrk_measure() { # label port header
+  local label=$1 port=$2 header=$3 rate
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "$header" "http://127.0.0.1:$port/private")
   [ "$code" = 200 ] || { echo "bench-check: $label answered $code, not 200" >&2; exit 1; }
-  for _ in $(seq 1 "$runs"); do
-    rate=$(wrk -t1 -c16 -d"${duration}s" -H "$header" "http://127.0.0.1:$port/private" | awk '/Requests\/sec/ {print $2}')
-    if awk -v a="$rate" -v b="$best_rate" 'BEGIN{exit !(a>b)}'; then best_rate=$rate; fi
-  done
-  printf '%-36s %9.0f/s\n' "$label" "$best_rate"
-  results[$label]=$best_rate
+  rate=$(wrk -t1 -c16 -d"${duration}s" -H "$header" "http://127.0.0.1:$port/private" | awk '/Requests\/sec/ {print $2}')
+  record "$label" "$(printf '%-36s %9.0f/s' "$label" "$rate")"
 }
+through_envoy=("envoy: no auth filter" "envoy: jwt_authn (RS256)" "envoy: ext_authz do-nothing" "envoy: authgate bearer"
+  "envoy: authgate session, memory" "envoy: authgate session, redis" "envoy: authgate session, hybrid"
+  "envoy unix: ext_authz do-nothing" "envoy unix: authgate bearer" "envoy unix: authgate session, memory")
 echo
-echo "== Through Envoy (--concurrency 1, wrk -t1 -c16, best of $runs × ${duration}s)"
-wrk_best "envoy: no auth filter" $((e + 1)) "authorization: Bearer $token"
-wrk_best "envoy: jwt_authn (RS256)" $((e + 2)) "authorization: Bearer $token"
-wrk_best "envoy: ext_authz do-nothing" $((e + 3)) "authorization: Bearer $token"
-wrk_best "envoy: authgate bearer" $((e + 4)) "authorization: Bearer $token"
-for i in 4 5 6; do
-  mode=${modes[$((i - 4))]}
-  wrk_best "envoy: authgate session, $mode" $((e + i)) "cookie: ${cookie[$mode]}"
+echo "== Through Envoy (--concurrency 1, wrk -t1 -c16, median of $runs rounds × ${duration}s; lines: best round)"
+for _ in $(seq 1 "$runs"); do
+  wrk_measure "envoy: no auth filter" $((e + 1)) "authorization: Bearer $token"
+  wrk_measure "envoy: jwt_authn (RS256)" $((e + 2)) "authorization: Bearer $token"
+  wrk_measure "envoy: ext_authz do-nothing" $((e + 3)) "authorization: Bearer $token"
+  wrk_measure "envoy: authgate bearer" $((e + 4)) "authorization: Bearer $token"
+  for i in 4 5 6; do
+    mode=${modes[$((i - 4))]}
+    wrk_measure "envoy: authgate session, $mode" $((e + i)) "cookie: ${cookie[$mode]}"
+  done
+  # Over a Unix socket: Envoy pipe → grpcAddress: unix:…
+  wrk_measure "envoy unix: ext_authz do-nothing" $((e + 7)) "authorization: Bearer $token"
+  wrk_measure "envoy unix: authgate bearer" $((e + 8)) "authorization: Bearer $token"
+  wrk_measure "envoy unix: authgate session, memory" $((e + 8)) "cookie: ${cookie[unix]}"
 done
-echo "-- over a Unix socket (Envoy pipe → grpcAddress: unix:…)"
-wrk_best "envoy unix: ext_authz do-nothing" $((e + 7)) "authorization: Bearer $token"
-wrk_best "envoy unix: authgate bearer" $((e + 8)) "authorization: Bearer $token"
-wrk_best "envoy unix: authgate session, memory" $((e + 8)) "cookie: ${cookie[unix]}"
+for label in "${through_envoy[@]}"; do echo "${lines[$label]}"; done
 
-ratio() { awk -v a="${results[$1]}" -v b="${results[$2]}" 'BEGIN{printf "%.2f", a/b}'; }
+ratio() { # scenario baseline: the median of the rounds' ratios (the k-th baseline measurement
+  # that precedes the scenario's k-th; the session baseline is measured once per mode)
+  local a b
+  read -r -a a <<<"${rates[$1]}"
+  read -r -a b <<<"${rates[$2]}"
+  local step=$(( ${#b[@]} / ${#a[@]} )) offset=0
+  case $1 in "session hit, redis") offset=1 ;; "session hit, hybrid") offset=2 ;; esac
+  for k in "${!a[@]}"; do echo "${a[$k]} ${b[$((k * step + offset))]}"; done |
+    awk '{print $1 / $2}' | sort -g | awk '{r[NR]=$1} END {printf "%.2f", r[int((NR + 1) / 2)]}'
+}
 echo
 echo "== Ratios (the figure that counts on a shared 2-core machine)"
 printf '%-58s %s\n' "scenario" "ratio"
