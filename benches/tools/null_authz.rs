@@ -1,12 +1,15 @@
 //! The do-nothing ext_authz server: the baseline of `scripts/bench-check.sh`. Same tonic
 //! stack, same allocator and same server settings as authgate's gRPC listener; every Check
-//! is answered OK at once, so what it costs is the floor for any external authorizer.
+//! is answered OK at once, so what it costs is the floor for any external authorizer
+//! (its connections are wrapped like authgate's, `authgate::grpc::SingleWrite`).
 //!
 //!     authgate-null-authz 127.0.0.1:9101
 //!     authgate-null-authz unix:/tmp/null-authz.sock
 
+use authgate::grpc::SingleWrite;
 use envoy_types::ext_authz::v3::CheckResponseExt;
 use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer, CheckRequest, CheckResponse};
+use futures_util::StreamExt;
 use tonic::{Request, Response, Status};
 
 #[global_allocator]
@@ -29,13 +32,18 @@ async fn main() {
         let _ = std::fs::remove_file(path);
         let listener = tokio::net::UnixListener::bind(path).expect("bind");
         println!("null-authz listening on {address}");
-        server.serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)).await.expect("serve");
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        server.serve_with_incoming(incoming.map(|accepted| accepted.map(SingleWrite))).await.expect("serve");
         return;
     }
     let listener = tokio::net::TcpListener::bind(&address).await.expect("bind");
     println!("null-authz listening on {}", listener.local_addr().unwrap());
     server
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
+        .serve_with_incoming(
+            tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map(|accepted| accepted.map(SingleWrite)),
+        )
         .await
         .expect("serve");
 }

@@ -7,11 +7,56 @@ pub mod ext_authz;
 use crate::authz::Authorizer;
 use crate::config::ListenAddress;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use futures_util::StreamExt;
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
 use tonic_health::server::HealthReporter;
+
+/// A connection that tells the HTTP/2 layer it has no vectored writes, so that a Check's
+/// answer goes out in one write. With vectored writes, h2 sends a DATA frame of 256 bytes
+/// or more as its own buffer and writes the trailers that follow it separately: every
+/// answer authgate gives (the identity headers to remove alone pass 256 bytes) cost two
+/// `writev` calls and woke the proxy twice (+40 µs per Check at one connection, measured).
+/// Without them h2 copies frames up to 1 KiB into its write buffer, trailers included.
+#[derive(Debug)]
+pub struct SingleWrite<T>(pub T);
+
+impl<T: AsyncRead + Unpin> AsyncRead for SingleWrite<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for SingleWrite<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected for SingleWrite<T> {
+    type ConnectInfo = T::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.connect_info()
+    }
+}
 
 /// The bound gRPC listener: TCP, or a Unix-domain socket (`grpcAddress: unix:/path`).
 #[derive(Debug)]
@@ -118,7 +163,9 @@ pub async fn serve(
         GrpcListener::Tcp(listener) => {
             router
                 .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    tonic::transport::server::TcpIncoming::from(listener)
+                        .with_nodelay(Some(true))
+                        .map(|accepted| accepted.map(SingleWrite)),
                     shutdown,
                 )
                 .await
@@ -127,10 +174,36 @@ pub async fn serve(
             let listener = socket.listener.take().expect("a bound socket has its listener");
             // `socket` lives until serving ends, then removes the file.
             let served = router
-                .serve_with_incoming_shutdown(tokio_stream::wrappers::UnixListenerStream::new(listener), shutdown)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::UnixListenerStream::new(listener).map(|accepted| accepted.map(SingleWrite)),
+                    shutdown,
+                )
                 .await;
             drop(socket);
             served
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SingleWrite;
+    use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    /// The wrapper hides vectored writes (so h2 buffers a whole answer) and passes bytes
+    /// through unchanged both ways.
+    #[tokio::test]
+    async fn a_single_write_connection_passes_bytes_and_hides_vectored_writes() {
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let mut ours = SingleWrite(ours);
+        assert!(!AsyncWrite::is_write_vectored(&ours));
+        ours.write_all(b"answer").await.unwrap();
+        theirs.write_all(b"request").await.unwrap();
+        let mut buf = [0u8; 7];
+        ours.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"request");
+        let mut buf = [0u8; 6];
+        theirs.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"answer");
     }
 }
