@@ -210,8 +210,10 @@ async fn main() {
     let pool = (args.mint > 0).then(|| Arc::new(Pool { tokens: mint(&args), next: AtomicUsize::new(0) }));
     if let Some(url) = args.backchannel.clone() {
         let pool = pool.expect("--backchannel needs --mint");
+        // One client: its connections are kept alive and shared, as a provider's would be.
+        let client = reqwest::Client::new();
         return run(&args, pool.clone(), move |pool| {
-            let client = reqwest::Client::new();
+            let client = client.clone();
             let url = url.clone();
             async move {
                 let token = pool.take().to_owned();
