@@ -336,14 +336,6 @@ impl ListenAddress {
             .map(ListenAddress::Tcp)
             .map_err(|_| format!("must be ip:port such as 0.0.0.0:9001, or unix:/absolute/path, got {value:?}"))
     }
-
-    /// The TCP address, if this is one.
-    pub fn tcp(&self) -> Option<SocketAddr> {
-        match self {
-            ListenAddress::Tcp(addr) => Some(*addr),
-            ListenAddress::Unix(_) => None,
-        }
-    }
 }
 
 impl std::fmt::Display for ListenAddress {

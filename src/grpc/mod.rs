@@ -58,25 +58,22 @@ impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected
     }
 }
 
-/// The bound gRPC listener: TCP, or a Unix-domain socket (`grpcAddress: unix:/path`).
+/// The bound gRPC listener: TCP, or a Unix-domain socket (`grpcAddress: unix:/path`)
+/// with the guard that removes its file (declared after the listener, so dropped after it).
 #[derive(Debug)]
 pub enum GrpcListener {
     Tcp(TcpListener),
-    Unix(UnixSocket),
+    Unix(UnixListener, SocketFile),
 }
 
-/// A listening Unix-domain socket, whose file is removed when the listener is dropped
-/// (so a restart binds again without anyone cleaning up).
+/// A listening socket's file, removed when this is dropped (after serving ends, or when a
+/// bound server is dropped unused), so a restart binds again without anyone cleaning up.
 #[derive(Debug)]
-pub struct UnixSocket {
-    listener: Option<UnixListener>,
-    path: PathBuf,
-}
+pub struct SocketFile(PathBuf);
 
-impl Drop for UnixSocket {
+impl Drop for SocketFile {
     fn drop(&mut self) {
-        self.listener.take();
-        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -89,7 +86,7 @@ impl GrpcListener {
             ListenAddress::Unix(path) => {
                 remove_stale_socket(path).await?;
                 let listener = UnixListener::bind(path)?;
-                Ok(GrpcListener::Unix(UnixSocket { listener: Some(listener), path: path.clone() }))
+                Ok(GrpcListener::Unix(listener, SocketFile(path.clone())))
             }
         }
     }
@@ -100,7 +97,7 @@ impl GrpcListener {
             GrpcListener::Tcp(listener) => {
                 ListenAddress::Tcp(listener.local_addr().expect("a bound listener has an address"))
             }
-            GrpcListener::Unix(socket) => ListenAddress::Unix(socket.path.clone()),
+            GrpcListener::Unix(_, file) => ListenAddress::Unix(file.0.clone()),
         }
     }
 }
@@ -170,16 +167,15 @@ pub async fn serve(
                 )
                 .await
         }
-        GrpcListener::Unix(mut socket) => {
-            let listener = socket.listener.take().expect("a bound socket has its listener");
-            // `socket` lives until serving ends, then removes the file.
+        GrpcListener::Unix(listener, file) => {
             let served = router
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::UnixListenerStream::new(listener).map(|accepted| accepted.map(SingleWrite)),
                     shutdown,
                 )
                 .await;
-            drop(socket);
+            // Serving has ended: the socket is closed, its file goes.
+            drop(file);
             served
         }
     }
