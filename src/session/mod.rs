@@ -78,7 +78,7 @@ impl OpenedSession {
 #[derive(Clone)]
 pub struct Sessions {
     cache: Cache,
-    cipher: std::sync::Arc<Cipher>,
+    cipher: Arc<Cipher>,
     max_age: Duration,
     /// Hot sessions' opened records (a refreshed, replaced or tampered record is opened
     /// again, a deleted one never reached): see [`OpenedCache`].
@@ -94,7 +94,7 @@ impl std::fmt::Debug for Sessions {
 }
 
 impl Sessions {
-    pub fn new(cache: Cache, cipher: std::sync::Arc<Cipher>, max_age: Duration) -> Self {
+    pub fn new(cache: Cache, cipher: Arc<Cipher>, max_age: Duration) -> Self {
         Sessions { cache, cipher, max_age, opened: OpenedCache::new(OPENED_SESSIONS, max_age), started: Instant::now() }
     }
 
@@ -118,7 +118,7 @@ impl Sessions {
 
     /// The live session a cookie names, if any. Tampered, foreign, expired or unknown ids
     /// all read as "no session". Shared: a hot session's record is not copied per request.
-    pub async fn load(&self, id: &str) -> Result<Option<std::sync::Arc<SessionRecord>>, CacheError> {
+    pub async fn load(&self, id: &str) -> Result<Option<Arc<SessionRecord>>, CacheError> {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Ok(None);
         }
@@ -220,25 +220,28 @@ mod tests {
     use super::*;
     use crate::cache::memory::MemoryStore;
 
-    fn sessions() -> (Sessions, Cache) {
-        let cache = Cache::new(std::sync::Arc::new(MemoryStore::new(1000, 1 << 20)));
+    fn sessions_over(cache: &Cache) -> Sessions {
         let config = crate::config::Config {
             session_encryption_key: crate::config::Secret::new("9f2c4e7a1b3d5f60718293a4b5c6d7e8f9a0b1c2"),
             ..Default::default()
         };
-        let cipher = std::sync::Arc::new(Cipher::new(&config, Purpose::SessionRecord));
-        (Sessions::new(cache.clone(), cipher, Duration::from_secs(3600)), cache)
+        let cipher = Arc::new(Cipher::new(&config, Purpose::SessionRecord));
+        Sessions::new(cache.clone(), cipher, Duration::from_secs(3600))
+    }
+
+    fn sessions() -> (Sessions, Cache) {
+        let cache = Cache::new(Arc::new(MemoryStore::new(1000, 1 << 20)));
+        (sessions_over(&cache), cache)
     }
 
     /// Memory mode: logout markers in the never-evicting marker store, whose epoch moves
     /// with every marker written.
     #[tokio::test]
     async fn markers_are_read_again_only_after_a_marker_was_written() {
-        use crate::cache::markers::MarkerStore;
-        let memory: std::sync::Arc<dyn crate::cache::Store> = std::sync::Arc::new(MemoryStore::new(1000, 1 << 20));
-        let cache = Cache::routed(memory.clone(), memory, std::sync::Arc::new(MarkerStore::new(1000)));
-        let (plain, _) = sessions();
-        let sessions = Sessions { cache: cache.clone(), ..plain };
+        // Memory mode as the server builds it.
+        let system = crate::cache::CacheSystem::start(&crate::config::Config::default()).unwrap();
+        let cache = system.cache().clone();
+        let sessions = sessions_over(&cache);
         let reads = || cache.stats().requests(Kind::Logout);
         let mut alice = record("alice");
         alice.claims.insert("sid".into(), serde_json::json!("s1"));
