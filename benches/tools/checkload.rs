@@ -209,12 +209,11 @@ async fn main() {
     authgate::tls::install_crypto_provider();
     let pool = (args.mint > 0).then(|| Arc::new(Pool { tokens: mint(&args), next: AtomicUsize::new(0) }));
     if let Some(url) = args.backchannel.clone() {
-        let pool = pool.expect("--backchannel needs --mint");
+        let tokens = pool.clone().expect("--backchannel needs --mint");
         // One client: its connections are kept alive and shared, as a provider's would be.
         let client = reqwest::Client::new();
-        return run(&args, pool.clone(), move |pool| {
-            let client = client.clone();
-            let url = url.clone();
+        return run(&args, pool, move || {
+            let (client, url, pool) = (client.clone(), url.clone(), tokens.clone());
             async move {
                 let token = pool.take().to_owned();
                 client.post(&url).form(&[("logout_token", token)]).send().await.is_ok_and(|r| r.status().is_success())
@@ -235,13 +234,13 @@ async fn main() {
     }
     let template = request(&args);
     let next = Arc::new(AtomicUsize::new(0));
-    let minted = pool.is_some();
-    let pool = pool.unwrap_or_else(|| Arc::new(Pool { tokens: vec![String::new()], next: AtomicUsize::new(0) }));
-    run(&args, pool, move |tokens| {
+    let tokens = pool.clone();
+    run(&args, pool, move || {
         let mut client = clients[next.fetch_add(1, Ordering::Relaxed) % clients.len()].clone();
         let mut request = template.clone();
+        let tokens = tokens.clone();
         async move {
-            if minted {
+            if let Some(tokens) = tokens {
                 let http = request.attributes.as_mut().unwrap().request.as_mut().unwrap().http.as_mut().unwrap();
                 http.headers.insert("authorization".into(), format!("Bearer {}", tokens.take()));
             }
@@ -253,10 +252,11 @@ async fn main() {
 }
 
 /// Runs `args.concurrency` workers, each sending `request()` in a loop (a new future per
-/// request), measures after the warm-up and prints the line.
-async fn run<F, Fut>(args: &Args, pool: Arc<Pool>, request: F)
+/// request), measures after the warm-up and prints the line (saying whether `pool`, the
+/// minted tokens if any, ran out).
+async fn run<F, Fut>(args: &Args, pool: Option<Arc<Pool>>, request: F)
 where
-    F: Fn(Arc<Pool>) -> Fut + Send + Sync + 'static,
+    F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send + 'static,
 {
     let request = Arc::new(request);
@@ -265,13 +265,12 @@ where
     let ok = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (request, pool, measuring, stop, ok) =
-            (request.clone(), pool.clone(), measuring.clone(), stop.clone(), ok.clone());
+        let (request, measuring, stop, ok) = (request.clone(), measuring.clone(), stop.clone(), ok.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(1 << 16);
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                let answered = request(pool.clone()).await;
+                let answered = request().await;
                 if measuring.load(Ordering::Relaxed) {
                     latencies.push(started.elapsed().as_nanos() as u64);
                     if answered {
@@ -303,7 +302,7 @@ where
         (Some(b), Some(a)) if n > 0 => format!("{:.3}", (a - b) * 1000.0 / (n as f64 / 1000.0)),
         _ => "-".into(),
     };
-    let reused = if args.mint > 0 && pool.ran_out() { "  (token pool ran out: some repeated)" } else { "" };
+    let reused = if pool.is_some_and(|pool| pool.ran_out()) { "  (token pool ran out: some repeated)" } else { "" };
     println!(
         "{:<28} {:>9.0}/s  p50 {:>7.1?}  p90 {:>7.1?}  p99 {:>7.1?}  p99.9 {:>7.1?}  cpu {cpu} ms/1k  allowed {:.1}%{reused}",
         args.label,
